@@ -1,0 +1,34 @@
+"""What every connector returns."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pandas as pd
+
+from anomaly.schema import empty_changes, empty_metrics
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One fetch: canonical metrics (see ``anomaly.schema``) and, where the source has it, change history.
+
+    ``start``/``end`` are the inclusive dates that were asked for. Within them, a campaign-day the
+    source does not return means zero activity, not missing data.
+    """
+
+    source: str
+    start: dt.date
+    end: dt.date
+    metrics: pd.DataFrame = field(default_factory=empty_metrics)
+    changes: pd.DataFrame = field(default_factory=empty_changes)
+
+
+class Connector(Protocol):
+    name: str
+
+    def fetch(self, start: dt.date, end: dt.date) -> Batch:
+        """Return every row dated ``start``..``end`` (inclusive). Raise ``DataError`` or ``SourceError``."""
+        ...
