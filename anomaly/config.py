@@ -1,0 +1,729 @@
+"""config.yaml and rules/*.yaml: strict, frozen pydantic models with every default in one place.
+
+Loading reports every problem at once as ``file: path: message``. Strings may use ``${VAR}`` (or
+``${VAR:-default}``) to read the environment, which is how secrets get in; ``$$`` is a literal
+``$``. Relative paths are resolved against the folder of the file that names them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic import AfterValidator
+
+from anomaly.errors import ConfigError, Problem
+
+# ---------------------------------------------------------------------------------------------
+# YAML loading: safe, duplicate keys rejected, positions kept for syntax errors.
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key written twice in one mapping (the second would silently win)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key]})", key_node.start_mark
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse one YAML file safely. Raise ConfigError naming the line and column of a syntax error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "", "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), "", f"not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})")]) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        message = exc.problem or str(exc)
+        if exc.context and exc.context not in message:
+            message = f"{exc.context}: {message}"
+        raise ConfigError([Problem(str(path), where, f"invalid YAML: {message}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(str(path), "", f"invalid YAML: {exc}")]) from None
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(data: Any, file: str, environ: dict[str, str] | None = None) -> tuple[Any, list[Problem]]:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    env = os.environ if environ is None else environ
+    problems: list[Problem] = []
+
+    def sub(value: str, path: str) -> str:
+        def one(match: re.Match) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(Problem(file, path, f"environment variable {name} is not set"))
+            return ""
+
+        return _ENV_REF.sub(one, value)
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        if isinstance(node, str):
+            return sub(node, path)
+        return node
+
+    return walk(data, ""), problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve_path(value: str, info: ValidationInfo) -> str:
+    base = (info.context or {}).get("base_dir")
+    if base is None or any(ch in value for ch in "\n\r"):
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (Path(base) / path).resolve())
+
+
+FilePath = Annotated[str, Field(min_length=1), AfterValidator(_resolve_path)]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+# ---------------------------------------------------------------------------------------------
+# Rules (rules/*.yaml)
+
+Severity = Literal["warning", "critical"]
+SEVERITIES: tuple[str, ...] = ("warning", "critical")
+
+
+class Scope(StrictModel):
+    """Where a rule applies; an empty list means everywhere. ``parties`` is the managing party on the day."""
+
+    accounts: list[str] = []
+    campaigns: list[str] = []
+    parties: list[str] = []
+
+
+class ForestGate(StrictModel):
+    """How a rule combines with the isolation-forest score (higher = more anomalous, 0..1).
+
+    ``ignore``: the rule alone decides. ``require``: the rule fires only when the score is at least
+    ``min_score`` as well. ``escalate``: a warning becomes critical when the score is at least
+    ``min_score``.
+    """
+
+    mode: Literal["ignore", "require", "escalate"] = "ignore"
+    min_score: float = Field(0.99, gt=0, lt=1)
+
+
+class AfterOwnershipChange(StrictModel):
+    """Stricter settings for the first ``within_days`` after the managing party changes."""
+
+    within_days: int = Field(14, ge=1, le=365)
+    warning: float | None = None
+    critical: float | None = None
+    min_spend: float | None = Field(None, ge=0)
+    min_expected_leads: float | None = Field(None, ge=0)
+    max_p_value: float | None = Field(None, gt=0, le=1)
+
+
+TUNABLES = ("warning", "critical", "min_spend", "min_expected_leads", "max_p_value")
+
+
+class RuleBase(StrictModel):
+    name: Slug
+    description: str = ""
+    enabled: bool = True
+    family: Slug | None = None
+    window_days: int = Field(1, ge=1, le=28)
+    warning: float
+    critical: float | None = None
+    min_spend: float = Field(0.0, ge=0)
+    min_expected_leads: float = Field(0.0, ge=0)
+    max_p_value: float | None = Field(None, gt=0, le=1)
+    scope: Scope = Scope()
+    forest: ForestGate = ForestGate()
+    after_ownership_change: AfterOwnershipChange | None = None
+
+    #: What a breach looks like: "above" (observed >= threshold) or "below" (observed <= threshold).
+    def breach_direction(self) -> str:
+        return "above"
+
+    def default_family(self) -> str:
+        return "cost_per_lead"
+
+    @property
+    def rule_family(self) -> str:
+        return self.family or self.default_family()
+
+    @classmethod
+    def _check_threshold(cls, value: float) -> str | None:
+        """Why ``value`` cannot be a warning/critical threshold of this rule type (None when it can)."""
+        return None
+
+    @field_validator("warning", "critical")
+    @classmethod
+    def _threshold_in_range(cls, value: float | None) -> float | None:
+        if value is not None and (msg := cls._check_threshold(value)):
+            raise ValueError(f"{msg}, got {value:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> "RuleBase":
+        problems: list[str] = []
+        for prefix, source in (("", self), ("after_ownership_change.", self.after_ownership_change)):
+            if source is None:
+                continue
+            if source is not self:
+                out_of_range = [
+                    f"{prefix}{name}: {msg}, got {value:g}"
+                    for name in ("warning", "critical")
+                    if (value := getattr(source, name)) is not None and (msg := self._check_threshold(value))
+                ]
+                if out_of_range:  # comparing a value already reported would only repeat it
+                    problems.extend(out_of_range)
+                    continue
+            warning_only = source is not self and source.critical is None
+            if source is not self and source.warning is None and source.critical is None:
+                continue  # both inherited: the rule's own pair is checked above
+            warning = source.warning if source.warning is not None else self.warning
+            critical = source.critical if source.critical is not None else (self.critical if source is not self else None)
+            if critical is not None and warning is not None:
+                above = self.breach_direction() == "above"
+                worse = critical >= warning if above else critical <= warning
+                if not worse and warning_only:  # the override set only the warning: it is the one at fault
+                    problems.append(f"{prefix}warning: must be {'at most' if above else 'at least'} critical ({critical:g}), got {warning:g}")
+                elif not worse:
+                    problems.append(f"{prefix}critical: must be {'at least' if above else 'at most'} warning ({warning:g}), got {critical:g}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def with_overrides(self) -> "RuleBase":
+        """This rule with its after-ownership-change settings applied (itself when it has none)."""
+        if self.after_ownership_change is None:
+            return self
+        update = {k: getattr(self.after_ownership_change, k) for k in TUNABLES}
+        return self.model_copy(update={k: v for k, v in update.items() if v is not None})
+
+
+class CplRatioRule(RuleBase):
+    """Cost per lead over the window at least ``warning``× the campaign's baseline.
+
+    Zero leads with spend counts as an infinite ratio. ``max_p_value`` (default 0.001) asks that so
+    few leads for the spend be implausible at the baseline cost per lead (Poisson), so that two
+    noisy days of a small campaign do not alert.
+    """
+
+    type: Literal["cpl_ratio"]
+    max_p_value: float | None = Field(0.001, gt=0, le=1)
+
+    @classmethod
+    def _check_threshold(cls, value: float) -> str | None:
+        return None if value > 1 else "must be a ratio > 1"
+
+
+class LeadShortfallRule(RuleBase):
+    """Spend with too few leads: leads over the window at most ``warning`` × the leads the spend
+    should have bought at baseline (0.2 = fewer than a fifth). Zero leads is data, not missing."""
+
+    type: Literal["lead_shortfall"]
+    min_expected_leads: float = Field(3.0, ge=0)
+    max_p_value: float | None = Field(0.001, gt=0, le=1)
+
+    def breach_direction(self) -> str:
+        return "below"
+
+    @classmethod
+    def _check_threshold(cls, value: float) -> str | None:
+        return None if 0 <= value < 1 else "must be a fraction of the expected leads, >= 0 and < 1"
+
+
+MetricName = Literal["cpl", "cpc", "ctr", "cvr", "spend", "leads", "clicks", "impressions"]
+
+
+class ThresholdRule(RuleBase):
+    """An absolute threshold on a metric over the window, e.g. cost per lead above 400."""
+
+    type: Literal["threshold"]
+    metric: MetricName
+    direction: Literal["above", "below"] = "above"
+
+    def breach_direction(self) -> str:
+        return self.direction
+
+    def default_family(self) -> str:
+        return "cost_per_lead" if self.metric == "cpl" else self.metric
+
+    @classmethod
+    def _check_threshold(cls, value: float) -> str | None:
+        return None if value >= 0 else "must be >= 0"
+
+
+class IsolationForestRule(RuleBase):
+    """The isolation-forest score alone (0..1, higher = more anomalous than more of history), only on
+    days whose cost per lead is worse than baseline: cheaper leads never alert."""
+
+    type: Literal["isolation_forest"]
+
+    @classmethod
+    def _check_threshold(cls, value: float) -> str | None:
+        return None if 0 < value < 1 else "must be a score > 0 and < 1"
+
+    @field_validator("forest")
+    @classmethod
+    def _no_gate(cls, gate: ForestGate) -> ForestGate:
+        if gate.mode != "ignore":
+            raise ValueError(f"mode: expected 'ignore' (an isolation_forest rule is the score itself), got {gate.mode!r}")
+        return gate
+
+
+#: The registry: a rule's YAML ``type`` → its model. Nothing in YAML names Python code.
+RULE_TYPES: dict[str, type[RuleBase]] = {
+    "cpl_ratio": CplRatioRule,
+    "lead_shortfall": LeadShortfallRule,
+    "threshold": ThresholdRule,
+    "isolation_forest": IsolationForestRule,
+}
+
+Rule = Annotated[
+    Union[CplRatioRule, LeadShortfallRule, ThresholdRule, IsolationForestRule],
+    Field(discriminator="type"),
+]
+
+
+class RulesFile(StrictModel):
+    rules: list[Rule] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# config.yaml
+
+
+class PartyConfig(StrictModel):
+    name: str = Field(min_length=1)
+    domains: list[str] = []
+
+    @field_validator("domains")
+    @classmethod
+    def _lower(cls, domains: list[str]) -> list[str]:
+        bad = [d for d in domains if not re.fullmatch(r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}", d)]
+        if bad:
+            raise ValueError(f"expected email domains like 'agency.com', got {bad[0]!r}")
+        return [d.lower() for d in domains]
+
+
+class StoreConfig(StrictModel):
+    """Where data, incidents and the alert outbox live. A SQLite file by default; PostgreSQL by URL
+    (``postgresql+psycopg://user:${DB_PASSWORD}@host/db``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, revalidate_instances="always")
+
+    # validated even when defaulted, so that a relative SQLite file lands beside config.yaml
+    url: SecretStr = Field(SecretStr("sqlite:///anomaly.db"), validate_default=True)
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _resolve_sqlite(cls, url: SecretStr, info: ValidationInfo) -> SecretStr:
+        raw = url.get_secret_value()
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", raw):
+            # show only the scheme: the rest of the URL may hold a password
+            given = f"one starting {raw.split('://', 1)[0] + '://'!r}" if "://" in raw else "a value without '://'"
+            raise ValueError(f"expected a database URL starting sqlite:/// or postgresql://, got {given}")
+        base = (info.context or {}).get("base_dir")
+        m = re.match(r"^(sqlite(\+\w+)?:///)(.+)$", raw)
+        if base and m and m.group(3) != ":memory:" and not Path(m.group(3)).is_absolute():
+            raw = m.group(1) + str((Path(base) / m.group(3)).resolve())
+        return SecretStr(raw)
+
+
+class CsvSourceConfig(StrictModel):
+    """CSV files and partner spreadsheets saved as CSV. Globs (``exports/*.csv``) are allowed."""
+
+    type: Literal["csv"]
+    name: Slug
+    metrics: list[FilePath] = Field(min_length=1)
+    changes: list[FilePath] = []
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    lookback_days: int = Field(7, ge=0, le=90)
+    history_days: int = Field(400, ge=1, le=3650)
+
+
+Source = Annotated[Union[CsvSourceConfig], Field(discriminator="type")]
+
+
+class OwnershipPeriodConfig(StrictModel):
+    party: Slug
+    since: dt.date
+
+
+class OwnershipAssignment(StrictModel):
+    """Who has managed an account (or one campaign of it) since when, oldest first."""
+
+    account_id: str = Field(min_length=1)
+    campaign_id: str | None = None
+    history: list[OwnershipPeriodConfig] = Field(min_length=1)
+
+    @field_validator("history")
+    @classmethod
+    def _ordered(cls, history: list[OwnershipPeriodConfig]) -> list[OwnershipPeriodConfig]:
+        for before, after in zip(history, history[1:]):
+            if after.since <= before.since:
+                raise ValueError(f"expected 'since' dates in increasing order, got {before.since} then {after.since}")
+        return history
+
+
+class OwnershipConfig(StrictModel):
+    file: FilePath | None = None
+    default_party: Slug | None = None
+    assignments: list[OwnershipAssignment] = []
+
+
+class BaselineConfig(StrictModel):
+    """Each campaign's trailing baseline: exponentially weighted, and blind to days that are
+    significantly worse than it (so an ongoing incident does not become the new normal)."""
+
+    half_life_days: float = Field(14.0, gt=0, le=365)
+    min_days: int = Field(14, ge=1, le=365)
+    min_leads: float = Field(10.0, ge=0)
+    elevated_ratio: float = Field(1.3, gt=1)
+    elevated_p_value: float = Field(0.01, gt=0, le=1)
+    max_excluded_days: int = Field(28, ge=1, le=365)
+
+
+class ForestConfig(StrictModel):
+    """One isolation forest for the whole portfolio, refitted on the first of each month on the
+    ``training_days`` before it, so a replay and a live run score every day the same way."""
+
+    enabled: bool = True
+    n_estimators: int = Field(100, ge=1, le=1000)
+    max_samples: int = Field(256, ge=16, le=100_000)
+    training_days: int = Field(180, ge=7, le=3650)
+    min_training_rows: int = Field(500, ge=10)
+    random_state: int = 0
+
+
+class IncidentConfig(StrictModel):
+    resolve_after_days: int = Field(2, ge=1, le=60)
+    changes_before_onset_days: int = Field(7, ge=0, le=90)
+
+
+class DetectionConfig(StrictModel):
+    baseline: BaselineConfig = BaselineConfig()
+    forest: ForestConfig = ForestConfig()
+    incidents: IncidentConfig = IncidentConfig()
+
+
+class ConsoleSinkConfig(StrictModel):
+    type: Literal["console"]
+
+
+class JsonlSinkConfig(StrictModel):
+    type: Literal["jsonl"]
+    path: FilePath
+
+
+Sink = Annotated[Union[ConsoleSinkConfig, JsonlSinkConfig], Field(discriminator="type")]
+
+
+class AlertsConfig(StrictModel):
+    sinks: list[Sink] = [ConsoleSinkConfig(type="console")]
+
+
+class Config(StrictModel):
+    store: StoreConfig = Field(StoreConfig(), validate_default=True)
+    parties: dict[Slug, PartyConfig] = {}
+    sources: list[Source] = []
+    ownership: OwnershipConfig = OwnershipConfig()
+    rules_dir: FilePath = Field("rules", validate_default=True)  # beside config.yaml, not the working directory
+    detection: DetectionConfig = DetectionConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    def party_name(self, party: str | None) -> str:
+        """Display name of a party key (the key itself when it is not configured)."""
+        if not party:
+            return "unknown"
+        return self.parties[party].name if party in self.parties else party
+
+
+# ---------------------------------------------------------------------------------------------
+# Error formatting
+
+
+_TAGGED: dict[str, type[BaseModel]] = {
+    **RULE_TYPES,
+    "csv": CsvSourceConfig,
+    "console": ConsoleSinkConfig,
+    "jsonl": JsonlSinkConfig,
+}
+_TAGS = set(_TAGGED)
+
+
+def _union_tags(union: Any) -> list[str]:
+    members = typing.get_args(union)[0]  # Annotated[Union[...], Field(discriminator="type")]
+    return [typing.get_args(m.model_fields["type"].annotation)[0] for m in (typing.get_args(members) or (members,))]
+
+
+#: The ``type`` values a list of tagged items accepts, by the list's key.
+_TAGS_BY_LIST: dict[str, list[str]] = {"rules": _union_tags(Rule), "sources": _union_tags(Source), "sinks": _union_tags(Sink)}
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys the model at ``loc`` (a pydantic error location, last item excluded) accepts."""
+    current: Any = root
+    for item in loc:
+        if isinstance(item, str) and item in _TAGS:
+            current = _TAGGED[item]
+            continue
+        while True:  # unwrap Annotated / Optional / list / dict down to the next model or container
+            origin = getattr(current, "__origin__", None)
+            if hasattr(current, "__metadata__"):
+                current = current.__origin__
+            elif origin is Union or type(current).__name__ == "UnionType":
+                models = [a for a in current.__args__ if a is not type(None)]
+                current = models[0] if len(models) == 1 else current
+                break
+            else:
+                break
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(item, str):
+            field = current.model_fields.get(item)
+            if field is None:
+                return []
+            current = field.annotation
+        elif getattr(current, "__origin__", None) in (list, dict):
+            current = current.__args__[-1]
+        else:
+            continue
+    while hasattr(current, "__metadata__") or getattr(current, "__origin__", None) is Union or type(current).__name__ == "UnionType":
+        if hasattr(current, "__metadata__"):
+            current = current.__origin__
+        else:
+            models = [a for a in current.__args__ if a is not type(None)]
+            if len(models) != 1:
+                return []
+            current = models[0]
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _format_loc(loc: tuple) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in _TAGS and i > 0 and isinstance(loc[i - 1], int):
+            continue  # the discriminator tag pydantic puts after a union member's index
+        elif item.startswith("function-after[") or item.startswith("json-or-python["):
+            continue
+        else:
+            parts.append(f".{item}" if parts else str(item))
+    return "".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problems_from_validation(exc: ValidationError, file: str, root: type[BaseModel]) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        kind = err["type"]
+        given = err.get("input")
+        msg = err["msg"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(root, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            expected = f"{hint}expected one of: {', '.join(allowed)}" if allowed else "not a setting here"
+            problems.append(Problem(file, _format_loc(loc), f"unknown key; {expected}"))
+            continue
+        if kind == "missing":
+            problems.append(Problem(file, _format_loc(loc), "required key is missing"))
+            continue
+        if kind == "union_tag_invalid":
+            expected = err.get("ctx", {}).get("expected_tags", "")
+            problems.append(Problem(file, _format_loc(loc) + ".type", f"expected one of {expected}, got {_short(err.get('ctx', {}).get('tag'))}"))
+            continue
+        if kind == "union_tag_not_found":  # pydantic does not say which tags it accepts here
+            tags = _TAGS_BY_LIST.get(next((str(i) for i in reversed(loc) if isinstance(i, str)), ""), [])
+            expected = f"; expected one of {', '.join(repr(t) for t in tags)}" if tags else ""
+            problems.append(Problem(file, _format_loc(loc) + ".type", f"required key is missing{expected}"))
+            continue
+        if kind == "value_error":
+            text = msg.removeprefix("Value error, ")
+            for piece in text.split("; "):
+                sub = re.match(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", piece)
+                if sub and sub.group(1).split(".")[0] in _allowed_keys(root, loc):
+                    where = ".".join(filter(None, [_format_loc(loc), sub.group(1)]))
+                    problems.append(Problem(file, where, sub.group(2)))
+                else:
+                    problems.append(Problem(file, _format_loc(loc), piece))
+            continue
+        if kind == "too_short" and isinstance(given, list):
+            n = err.get("ctx", {}).get("min_length", 1)
+            problems.append(Problem(file, _format_loc(loc), f"expected a list of at least {n} item{'s' if n != 1 else ''}, got {_short(given)}"))
+            continue
+        text = msg[0].lower() + msg[1:]
+        problems.append(Problem(file, _format_loc(loc), f"{text}, got {_short(given)}"))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_rules(rules_dir: Path, parties: dict[str, PartyConfig] | None = None) -> list[RuleBase]:
+    """Load every ``*.yaml``/``*.yml`` file in ``rules_dir``. Raise ConfigError with all problems."""
+    rules, problems = _load_rules(Path(rules_dir), parties)
+    if problems:
+        raise ConfigError(problems)
+    return rules
+
+
+def _load_rules(
+    rules_dir: Path, parties: dict[str, PartyConfig] | None, environ: dict[str, str] | None = None
+) -> tuple[list[RuleBase], list[Problem]]:
+    problems: list[Problem] = []
+    if not rules_dir.is_dir():
+        return [], [Problem(str(rules_dir), "", "rules folder not found")]
+    files = sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])
+    if not files:
+        problems.append(Problem(str(rules_dir), "", "no rule files (*.yaml) in the rules folder"))
+    rules: list[RuleBase] = []
+    first_seen: dict[str, str] = {}
+    for path in files:
+        try:
+            raw = read_yaml(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        raw, env_problems = interpolate_env(raw, str(path), environ)
+        problems.extend(env_problems)
+        if not isinstance(raw, dict):
+            problems.append(Problem(str(path), "", f"expected a mapping with a 'rules' list, got {'an empty file' if raw is None else type(raw).__name__}"))
+            continue
+        try:
+            parsed = RulesFile.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), RulesFile), env_problems))
+            continue
+        for i, rule in enumerate(parsed.rules):
+            where = f"rules[{i}]"
+            if rule.name in first_seen:
+                problems.append(Problem(str(path), f"{where}.name", f"rule name {rule.name!r} is already used in {first_seen[rule.name]}"))
+            first_seen.setdefault(rule.name, f"{path.name}")
+            if parties is not None:
+                for j, party in enumerate(rule.scope.parties):
+                    if party not in parties:
+                        problems.append(Problem(str(path), f"{where}.scope.parties[{j}]", _undefined_party(party, parties)))
+            rules.append(rule)
+    return rules, problems
+
+
+def _without_unset_env(problems: list[Problem], env_problems: list[Problem]) -> list[Problem]:
+    """Drop what a value left empty by an unset ``${VAR}`` caused: the unset variable is the problem."""
+    unset = {p.where for p in env_problems}
+    return [p for p in problems if p.where not in unset]
+
+
+def _undefined_party(party: str, parties: dict[str, PartyConfig]) -> str:
+    known = ", ".join(sorted(parties)) or "none are configured"
+    return f"party {party!r} is not defined under 'parties' (defined: {known})"
+
+
+def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> tuple[Config, list[RuleBase]]:
+    """Load config.yaml and the rules it points to. Raise ConfigError listing every problem."""
+    path = Path(path).resolve()
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem(str(path), "", f"expected a mapping of settings, got {type(raw).__name__}")])
+    raw, problems = interpolate_env(raw, str(path), environ)
+    try:
+        config = Config.model_validate(raw, context={"base_dir": str(path.parent)})
+    except ValidationError as exc:
+        problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), Config), problems))
+        config = None
+    if config is not None:
+        problems.extend(_cross_check(config, str(path)))
+        rules_dir = Path(config.rules_dir)
+    else:  # still check the rules, so that every problem is reported at once
+        named = raw.get("rules_dir")
+        rules_dir = path.parent / (named if isinstance(named, str) and named else "rules")
+    rules, rule_problems = _load_rules(rules_dir, config.parties if config is not None else None, environ)
+    problems.extend(rule_problems)
+    if problems:
+        raise ConfigError(problems)
+    return config, rules
+
+
+def _cross_check(config: Config, file: str) -> list[Problem]:
+    problems = []
+    names: dict[str, int] = {}
+    for i, source in enumerate(config.sources):
+        if source.name in names:
+            problems.append(Problem(file, f"sources[{i}].name", f"source name {source.name!r} is already used by sources[{names[source.name]}]"))
+        names.setdefault(source.name, i)
+    own = config.ownership
+    if own.default_party and own.default_party not in config.parties:
+        problems.append(Problem(file, "ownership.default_party", _undefined_party(own.default_party, config.parties)))
+    seen: dict[tuple, int] = {}
+    for i, assignment in enumerate(own.assignments):
+        key = (assignment.account_id, assignment.campaign_id)
+        if key in seen:
+            problems.append(Problem(file, f"ownership.assignments[{i}]", f"account {key[0]!r}{'' if key[1] is None else f' campaign {key[1]!r}'} is already assigned in ownership.assignments[{seen[key]}]"))
+        seen.setdefault(key, i)
+        for j, period in enumerate(assignment.history):
+            if period.party not in config.parties:
+                problems.append(Problem(file, f"ownership.assignments[{i}].history[{j}].party", _undefined_party(period.party, config.parties)))
+    domains: dict[str, str] = {}
+    for key, party in config.parties.items():
+        for j, domain in enumerate(party.domains):
+            if domain in domains:
+                problems.append(Problem(file, f"parties.{key}.domains[{j}]", f"domain {domain!r} already belongs to party {domains[domain]!r}"))
+            domains.setdefault(domain, key)
+    return problems
