@@ -1,0 +1,420 @@
+"""The store: metrics, change history, pulls, incidents and the alert outbox (SQLAlchemy Core).
+
+A SQLite file by default, PostgreSQL by URL; the same statements serve both. Metrics are upserted
+on their natural key, so restated data overwrites. Each write is one transaction: a batch that
+fails leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from anomaly.errors import AnomalyError
+from anomaly.schema import CHANGE_COLUMNS, DAILY, METRIC_COLUMNS, METRIC_KEY, empty_changes, empty_metrics
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("account_id", sa.String(64), primary_key=True),
+    sa.Column("campaign_id", sa.String(64), primary_key=True),
+    sa.Column("date", sa.Date, primary_key=True),
+    sa.Column("hour", sa.SmallInteger, primary_key=True),  # -1 = the whole day
+    sa.Column("account_name", sa.Text, nullable=False),
+    sa.Column("campaign_name", sa.Text, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("spend", sa.Float, nullable=False),
+    sa.Column("impressions", sa.BigInteger, nullable=False),
+    sa.Column("clicks", sa.BigInteger, nullable=False),
+    sa.Column("leads", sa.Float, nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("change_key", sa.String(40), primary_key=True),  # sha1 of the row: the same change stored once
+    sa.Column("changed_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("campaign_id", sa.String(64), nullable=False),
+    sa.Column("user_email", sa.Text, nullable=False),
+    sa.Column("resource_type", sa.Text, nullable=False),
+    sa.Column("operation", sa.Text, nullable=False),
+    sa.Column("changed_fields", sa.Text, nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+)
+
+pulls = sa.Table(
+    "pulls",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(64), nullable=False, index=True),
+    sa.Column("start", sa.Date, nullable=False),
+    sa.Column("end", sa.Date, nullable=False),
+    sa.Column("metric_rows", sa.Integer, nullable=False),
+    sa.Column("change_rows", sa.Integer, nullable=False),
+    sa.Column("pulled_at", sa.DateTime, nullable=False),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("family", sa.String(64), nullable=False),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("campaign_id", sa.String(64), nullable=False),
+    sa.Column("detected_on", sa.Date, nullable=False),
+    sa.Column("onset", sa.Date, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # open | resolved
+    sa.Column("last_active", sa.Date, nullable=False),
+    sa.Column("resolved_on", sa.Date),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("observed", sa.Float),
+    sa.Column("baseline", sa.Float),
+    sa.Column("managing_party", sa.String(64)),
+    sa.Column("party_since", sa.Date),
+    sa.Column("excess_cost", sa.Float, nullable=False),
+    sa.Column("notified", sa.Boolean, nullable=False),  # False: found in history, never announced
+    sa.Column("details", sa.Text, nullable=False),  # JSON: names, currency, spend, leads, changes, excess by party
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("family", "account_id", "campaign_id", "detected_on", name="uq_incident"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),  # opened | updated | resolved
+    sa.Column("sink", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON: the alert as the sinks render it
+    sa.Column("status", sa.String(16), nullable=False),  # pending | sent
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("sent_at", sa.DateTime),
+)
+sa.Index("ix_outbox_pending", outbox.c.status, outbox.c.id)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    metric_rows: int
+    change_rows: int
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    incident_id: int
+    event: str
+    sink: str
+    payload: dict
+    attempts: int
+
+
+class StoreError(AnomalyError):
+    """The store cannot be used (unreachable database, a schema from a newer version)."""
+
+
+class Store:
+    """All persistence. Construct with a SQLAlchemy URL; call ``migrate()`` once before use."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None):
+        self.url = url
+        self.engine = engine or make_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        """The URL with any password hidden, for messages."""
+        return sa.make_url(self.url).render_as_string(hide_password=True)
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create the tables, or check that an existing store has a schema this code understands.
+
+        Migrations are explicit: each version step is listed in ``_MIGRATIONS`` and runs once.
+        """
+        try:
+            with self.engine.begin() as conn:
+                metadata.create_all(conn, tables=[schema_version])
+                current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+                if current is None:
+                    metadata.create_all(conn)
+                    conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+                    return
+                if current > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"the store at {self.describe()} has schema version {current}, newer than this "
+                        f"software understands ({SCHEMA_VERSION}); upgrade the software"
+                    )
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    _MIGRATIONS[version](conn)
+                    conn.execute(schema_version.update().values(version=version))
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot open the store at {self.describe()}: {exc.orig}") from None
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def ingest(self, source: str, start: dt.date, end: dt.date, metric_frame: pd.DataFrame, change_frame: pd.DataFrame) -> IngestResult:
+        """Upsert one fetch in a single transaction and record the pull (the source's cursor)."""
+        now = utcnow()
+        metric_rows = _metric_records(metric_frame, source, now)
+        change_rows = _change_records(change_frame, source)
+        with self.engine.begin() as conn:
+            for chunk in _chunks(metric_rows, 2000):
+                conn.execute(self._upsert(metrics, METRIC_KEY, update=True), chunk)
+            for chunk in _chunks(change_rows, 2000):
+                conn.execute(self._upsert(changes, ["change_key"], update=False), chunk)
+            conn.execute(
+                pulls.insert().values(
+                    source=source, start=start, end=end, metric_rows=len(metric_rows), change_rows=len(change_rows), pulled_at=now
+                )
+            )
+        return IngestResult(len(metric_rows), len(change_rows))
+
+    def _upsert(self, table: sa.Table, key: Sequence[str], *, update: bool):
+        insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(self.dialect)
+        if insert is None:
+            raise StoreError(f"unsupported database {self.dialect!r}; use SQLite or PostgreSQL")
+        stmt = insert(table)
+        if not update:
+            return stmt.on_conflict_do_nothing(index_elements=list(key))
+        columns = [c.name for c in table.columns if c.name not in key]
+        return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in columns})
+
+    def last_pull_end(self, source: str) -> dt.date | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(pulls.c.end)).where(pulls.c.source == source)).scalar()
+
+    def last_pulls(self) -> dict[str, dt.datetime]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(pulls.c.source, sa.func.max(pulls.c.pulled_at)).group_by(pulls.c.source))
+            return {source: at for source, at in rows}
+
+    def load_metrics(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
+        """Daily canonical metrics (hour = DAILY). Hourly rows are summed into their day; where a day
+        has both a daily row and hourly rows, the daily row is the total and wins."""
+        query = sa.select(*[metrics.c[c] for c in METRIC_COLUMNS])
+        if start is not None:
+            query = query.where(metrics.c.date >= start)
+        if end is not None:
+            query = query.where(metrics.c.date <= end)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).all(), columns=METRIC_COLUMNS)
+        if frame.empty:
+            return empty_metrics()
+        frame = _normalise_loaded(frame)
+        hourly = frame["hour"] != DAILY
+        if hourly.any():
+            key = ["account_id", "campaign_id", "date"]
+            has_daily = frame.loc[~hourly, key].drop_duplicates()
+            only_hourly = frame[hourly].merge(has_daily, on=key, how="left", indicator=True)
+            only_hourly = only_hourly[only_hourly["_merge"] == "left_only"].drop(columns="_merge")
+            summed = (
+                only_hourly.groupby(key, as_index=False)
+                .agg({"account_name": "last", "campaign_name": "last", "currency": "last", "spend": "sum", "impressions": "sum", "clicks": "sum", "leads": "sum"})
+                .assign(hour=DAILY)
+            )
+            frame = pd.concat([frame[~hourly], summed[METRIC_COLUMNS]], ignore_index=True)
+        return frame.sort_values(["account_id", "campaign_id", "date"], kind="stable").reset_index(drop=True)
+
+    def load_changes(self, start: dt.datetime | None = None, end: dt.datetime | None = None) -> pd.DataFrame:
+        query = sa.select(*[changes.c[c] for c in CHANGE_COLUMNS]).order_by(changes.c.changed_at)
+        if start is not None:
+            query = query.where(changes.c.changed_at >= start)
+        if end is not None:
+            query = query.where(changes.c.changed_at < end)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return empty_changes()
+        frame = pd.DataFrame(rows, columns=CHANGE_COLUMNS)
+        frame["changed_at"] = pd.to_datetime(frame["changed_at"]).astype("datetime64[ns]")
+        return frame
+
+    # -- incidents and the outbox -------------------------------------------------------------
+
+    def load_incidents(self, *, status: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(incidents).order_by(incidents.c.detected_on, incidents.c.id)
+        if status is not None:
+            query = query.where(incidents.c.status == status)
+        with self.engine.connect() as conn:
+            return [_incident_row(r._mapping) for r in conn.execute(query)]
+
+    def load_incident(self, incident_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
+        return _incident_row(row._mapping) if row is not None else None
+
+    def save_incidents(self, writes: Iterable["IncidentWrite"]) -> int:
+        """Insert or update incidents and enqueue their notifications, all in one transaction.
+
+        A notification is keyed by ``dedupe_key``: enqueueing the same event twice stores it once.
+        Returns the number of notifications newly enqueued.
+        """
+        now = utcnow()
+        enqueued = 0
+        with self.engine.begin() as conn:
+            for write in writes:
+                values = {**write.values, "details": json.dumps(write.values["details"], sort_keys=True, default=str), "updated_at": now}
+                if write.incident_id is None:
+                    incident_id = conn.execute(incidents.insert().values(**values, created_at=now)).inserted_primary_key[0]
+                else:
+                    incident_id = write.incident_id
+                    conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
+                for note in write.notifications:
+                    key = f"{incident_id}:{note['event']}:{note['key']}:{note['sink']}"
+                    stmt = self._upsert(outbox, ["dedupe_key"], update=False).values(
+                        dedupe_key=key,
+                        incident_id=incident_id,
+                        event=note["event"],
+                        sink=note["sink"],
+                        payload=json.dumps({**note["payload"], "incident_id": incident_id}, sort_keys=True, default=str),
+                        status="pending",
+                        attempts=0,
+                        created_at=now,
+                    ).returning(outbox.c.id)
+                    # count returned rows: psycopg reports rowcount -1 for an INSERT … RETURNING
+                    enqueued += len(conn.execute(stmt).all())
+        return enqueued
+
+    def pending(self, limit: int = 1000) -> list[OutboxItem]:
+        query = sa.select(outbox).where(outbox.c.status == "pending").order_by(outbox.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [
+                OutboxItem(r.id, r.incident_id, r.event, r.sink, json.loads(r.payload), r.attempts)
+                for r in conn.execute(query)
+            ]
+
+    def mark_sent(self, item_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id == item_id)
+                .values(status="sent", sent_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None)
+            )
+
+    def mark_failed(self, item_id: int, error: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                outbox.update().where(outbox.c.id == item_id).values(attempts=outbox.c.attempts + 1, last_error=error[:2000])
+            )
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))
+            return {status: n for status, n in rows}
+
+
+@dataclass(frozen=True)
+class IncidentWrite:
+    """One incident to insert (``incident_id`` None) or update, with the notifications it triggers.
+
+    Each notification is a dict with ``event``, ``key`` (what makes it unique for the incident),
+    ``sink`` and ``payload``.
+    """
+
+    incident_id: int | None
+    values: dict[str, Any]
+    notifications: tuple[dict[str, Any], ...] = ()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with settings that let an analyst read while the service writes (SQLite WAL)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001 - DB-API connection
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _incident_row(mapping) -> dict[str, Any]:
+    row = dict(mapping)
+    row["details"] = json.loads(row["details"])
+    return row
+
+
+def _metric_records(frame: pd.DataFrame, source: str, now: dt.datetime) -> list[dict[str, Any]]:
+    if frame.empty:
+        return []
+    out = frame[METRIC_COLUMNS].copy()
+    out["date"] = out["date"].dt.date
+    out["source"] = source
+    out["updated_at"] = now
+    records = out.to_dict("records")
+    for r in records:  # numpy scalars → Python, which every DB-API driver accepts
+        r["hour"] = int(r["hour"])
+        r["impressions"] = int(r["impressions"])
+        r["clicks"] = int(r["clicks"])
+        r["spend"] = float(r["spend"])
+        r["leads"] = float(r["leads"])
+    return records
+
+
+def _change_records(frame: pd.DataFrame, source: str) -> list[dict[str, Any]]:
+    if frame.empty:
+        return []
+    records = []
+    for row in frame[CHANGE_COLUMNS].itertuples(index=False):
+        values = dict(zip(CHANGE_COLUMNS, row))
+        values["changed_at"] = pd.Timestamp(values["changed_at"]).to_pydatetime()
+        digest = hashlib.sha1("\x1f".join(str(values[c]) for c in CHANGE_COLUMNS).encode()).hexdigest()
+        records.append({**values, "change_key": digest, "source": source})
+    return records
+
+
+def _normalise_loaded(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
+    for column in ("hour", "impressions", "clicks"):
+        frame[column] = frame[column].astype("int64")
+    for column in ("spend", "leads"):
+        frame[column] = frame[column].astype("float64")
+    for column in ("account_id", "account_name", "campaign_id", "campaign_name", "currency"):
+        frame[column] = frame[column].astype(str)
+    return frame
+
+
+def _chunks(rows: list, size: int):
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+# version → function(conn) that brings a store from version-1 to version. None yet beyond 1.
+_MIGRATIONS: dict[int, Any] = {}
