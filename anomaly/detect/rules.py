@@ -1,0 +1,202 @@
+"""Evaluate the YAML rules over a whole panel at once.
+
+Each rule type has one evaluator keyed by its YAML ``type`` (the same keys as
+``anomaly.config.RULE_TYPES``). An evaluator returns, for every (day, campaign), the observed value,
+the baseline it is compared with, and the severity level it reaches (0 none, 1 warning,
+2 critical); guards (volume, baseline readiness, significance) are applied by the evaluator, scope
+and the forest gate by ``evaluate_rule``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import poisson
+
+from anomaly.config import RULE_TYPES, RuleBase, ThresholdRule
+from anomaly.detect.baseline import Baseline
+from anomaly.detect.panel import Panel, shift, window_sum
+
+NONE, WARNING, CRITICAL = 0, 1, 2
+SEVERITY_NAMES = {WARNING: "warning", CRITICAL: "critical"}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every evaluator may read: the panel, its baseline, the forest score, ownership."""
+
+    panel: Panel
+    baseline: Baseline
+    score: np.ndarray
+    party: np.ndarray  # managing party per (day, campaign)
+    days_since_change: np.ndarray  # days since the managing party changed (inf: never)
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    metric: str
+    observed: np.ndarray
+    baseline: np.ndarray
+    level: np.ndarray  # int8: NONE / WARNING / CRITICAL
+
+
+class _Window:
+    """Window sums and the baseline as it stood before the window began (cached per window)."""
+
+    def __init__(self, ctx: Context, days: int):
+        p, b = ctx.panel, ctx.baseline
+        self.spend = window_sum(p.spend, days)
+        self.leads = window_sum(p.leads, days)
+        self.clicks = window_sum(p.clicks, days)
+        self.impressions = window_sum(p.impressions, days)
+        back = days - 1
+        self.base_cpl = shift(b.cpl, back)
+        self.ready = shift(b.ready.astype(float), back) == 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.expected = self.spend / self.base_cpl
+            self.base = {
+                "cpl": self.base_cpl,
+                "spend": shift(b.spend, back) * days,
+                "leads": shift(b.leads, back) * days,
+                "clicks": shift(b.clicks, back) * days,
+                "impressions": shift(b.impressions, back) * days,
+            }
+
+
+def _levels(breach_warning: np.ndarray, breach_critical: np.ndarray | None, guard: np.ndarray) -> np.ndarray:
+    level = np.where(guard & breach_warning, WARNING, NONE).astype(np.int8)
+    if breach_critical is not None:
+        level[guard & breach_critical] = CRITICAL
+    return level
+
+
+def _volume_guard(rule: RuleBase, w: _Window, *, needs_baseline: bool) -> np.ndarray:
+    guard = ~np.isnan(w.spend) & (w.spend >= rule.min_spend)
+    if needs_baseline or rule.min_expected_leads > 0:
+        guard &= w.ready & (np.nan_to_num(w.expected) >= rule.min_expected_leads)
+    return guard
+
+
+def _too_few_leads(rule: RuleBase, w: _Window) -> np.ndarray:
+    """Leads implausibly few for the spend at baseline cost per lead (Poisson), or True if no test."""
+    if rule.max_p_value is None:
+        return np.ones(w.spend.shape, dtype=bool)
+    p = poisson.cdf(np.floor(np.nan_to_num(w.leads)), np.nan_to_num(w.expected))
+    return p <= rule.max_p_value
+
+
+def _cpl_ratio(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = np.where(w.leads > 0, w.spend / w.leads, np.where(w.spend > 0, np.inf, np.nan))
+        ratio = observed / w.base_cpl
+    guard = _volume_guard(rule, w, needs_baseline=True) & _too_few_leads(rule, w)
+    critical = ratio >= rule.critical if rule.critical is not None else None
+    return RuleResult("cpl", observed, w.base_cpl, _levels(ratio >= rule.warning, critical, guard))
+
+
+def _lead_shortfall(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = w.leads / w.expected
+    guard = _volume_guard(rule, w, needs_baseline=True) & _too_few_leads(rule, w)
+    critical = fraction <= rule.critical if rule.critical is not None else None
+    return RuleResult("leads", w.leads, w.expected, _levels(fraction <= rule.warning, critical, guard))
+
+
+def _threshold(rule: ThresholdRule, ctx: Context, w: _Window) -> RuleResult:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = {
+            "cpl": np.where(w.leads > 0, w.spend / w.leads, np.where(w.spend > 0, np.inf, np.nan)),
+            "cpc": np.where(w.clicks > 0, w.spend / w.clicks, np.nan),
+            "ctr": np.where(w.impressions > 0, w.clicks / w.impressions, np.nan),
+            "cvr": np.where(w.clicks > 0, w.leads / w.clicks, np.nan),
+            "spend": w.spend,
+            "leads": w.leads,
+            "clicks": w.clicks,
+            "impressions": w.impressions,
+        }
+        base = {
+            "cpc": w.base["spend"] / w.base["clicks"],
+            "ctr": w.base["clicks"] / w.base["impressions"],
+            "cvr": w.base["leads"] / w.base["clicks"],
+        }
+    observed = values[rule.metric]
+    baseline = w.base.get(rule.metric, base.get(rule.metric))
+    if rule.direction == "above":
+        warn, crit = observed >= rule.warning, (observed >= rule.critical if rule.critical is not None else None)
+    else:
+        warn, crit = observed <= rule.warning, (observed <= rule.critical if rule.critical is not None else None)
+    guard = _volume_guard(rule, w, needs_baseline=False) & ~np.isnan(observed)
+    return RuleResult(rule.metric, observed, baseline, _levels(warn, crit, guard))
+
+
+def _isolation_forest(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
+    score = window_max(ctx.score, rule.window_days)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = np.where(w.leads > 0, w.spend / w.leads, np.where(w.spend > 0, np.inf, np.nan))
+        worse = observed > w.base_cpl
+    guard = _volume_guard(rule, w, needs_baseline=True) & worse & ~np.isnan(score)
+    critical = score >= rule.critical if rule.critical is not None else None
+    return RuleResult("cpl", observed, w.base_cpl, _levels(score >= rule.warning, critical, guard))
+
+
+def window_max(values: np.ndarray, days: int) -> np.ndarray:
+    out = values.copy()
+    for back in range(1, days):
+        out = np.fmax(out, shift(values, back))
+    return out
+
+
+EVALUATORS: dict[str, Callable[..., RuleResult]] = {
+    "cpl_ratio": _cpl_ratio,
+    "lead_shortfall": _lead_shortfall,
+    "threshold": _threshold,
+    "isolation_forest": _isolation_forest,
+}
+assert EVALUATORS.keys() == RULE_TYPES.keys(), "every rule type needs an evaluator"
+
+
+def evaluate_rule(rule: RuleBase, ctx: Context, windows: dict[int, _Window] | None = None) -> RuleResult:
+    """The rule's result on every (day, campaign), with scope, ownership-change settings and the
+    forest gate applied."""
+    windows = {} if windows is None else windows
+    if rule.window_days not in windows:
+        windows[rule.window_days] = _Window(ctx, rule.window_days)
+    w = windows[rule.window_days]
+    evaluator = EVALUATORS[rule.type]
+    result = evaluator(rule, ctx, w)
+    if rule.after_ownership_change is not None:
+        strict = evaluator(rule.with_overrides(), ctx, w)
+        recent = ctx.days_since_change < rule.after_ownership_change.within_days
+        result = RuleResult(result.metric, result.observed, result.baseline, np.where(recent, strict.level, result.level).astype(np.int8))
+
+    level = result.level
+    in_scope = _scope_mask(rule, ctx)
+    if in_scope is not None:
+        level = np.where(in_scope, level, NONE).astype(np.int8)
+    gate = rule.forest
+    if gate.mode != "ignore":
+        scored = ~np.isnan(ctx.score)
+        high = scored & (ctx.score >= gate.min_score)
+        if gate.mode == "require":  # where no model exists yet, the rule alone decides
+            level = np.where(scored & ~high, NONE, level).astype(np.int8)
+        else:
+            level = np.where(high & (level == WARNING), CRITICAL, level).astype(np.int8)
+    return RuleResult(result.metric, result.observed, result.baseline, level)
+
+
+def _scope_mask(rule: RuleBase, ctx: Context) -> np.ndarray | None:
+    scope = rule.scope
+    if not (scope.accounts or scope.campaigns or scope.parties):
+        return None
+    campaigns = ctx.panel.campaigns
+    columns = np.ones(len(campaigns), dtype=bool)
+    if scope.accounts:
+        columns &= campaigns["account_id"].isin(scope.accounts).to_numpy()
+    if scope.campaigns:
+        columns &= campaigns["campaign_id"].isin(scope.campaigns).to_numpy()
+    mask = np.broadcast_to(columns, ctx.panel.shape)
+    if scope.parties:
+        mask = mask & np.isin(ctx.party, scope.parties)
+    return mask
