@@ -1,0 +1,44 @@
+"""Alert delivery: the outbox in the store decides what to send; sinks only deliver.
+
+A notification is written to the outbox in the same transaction as the incident change that causes
+it, and marked sent only after its sink reports success. A crash or an outage therefore loses
+nothing (pending notifications are retried on the next delivery), and a cycle that runs twice
+enqueues nothing twice (each notification has a unique key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from anomaly.alerts.sinks import DeliveryError, Sink, make_sinks
+from anomaly.store import Store
+
+__all__ = ["DeliveryError", "DeliveryReport", "Sink", "deliver", "make_sinks"]
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int
+    failed: int
+    pending: int  # still waiting after this delivery (failed ones included)
+
+
+def deliver(store: Store, sinks: list[Sink], *, limit: int = 1000) -> DeliveryReport:
+    """Send pending notifications in order; record each success at once."""
+    by_name = {sink.name: sink for sink in sinks}
+    sent = failed = 0
+    for item in store.pending(limit):
+        sink = by_name.get(item.sink)
+        if sink is None:
+            store.mark_failed(item.id, f"sink {item.sink!r} is not configured any more; kept for redelivery")
+            failed += 1
+            continue
+        try:
+            sink.send(item.event, item.payload)
+        except DeliveryError as exc:
+            store.mark_failed(item.id, str(exc))
+            failed += 1
+            continue
+        store.mark_sent(item.id)
+        sent += 1
+    return DeliveryReport(sent=sent, failed=failed, pending=store.outbox_counts().get("pending", 0))

@@ -1,0 +1,110 @@
+"""Plain-text rendering of an alert: what, where, how bad in money, who manages it, since when,
+what changed, what to do. Used by the console sink and as the text of every other sink."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from anomaly.config import Config
+
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "AUD": "A$", "CAD": "C$", "NZD": "NZ$"}
+MAX_CHANGES = 5
+
+
+def money(amount: float | None, currency: str) -> str:
+    if amount is None:
+        return "n/a"
+    text = f"{amount:,.0f}" if abs(amount) >= 100 else f"{amount:,.2f}"
+    symbol = SYMBOLS.get(currency)
+    return f"{symbol}{text}" if symbol else f"{text} {currency}"
+
+
+def _day(value: str | None) -> str:
+    if not value:
+        return "?"
+    day = dt.date.fromisoformat(value)
+    return f"{day:%a} {day.isoformat()}"
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def headline(payload: dict) -> str:
+    """One line: what happened and where."""
+    where = f"{payload['account_name']} / {payload['campaign_name']}"
+    base = payload.get("baseline_cpl")
+    if payload["family"] == "cost_per_lead" and base:
+        if payload["leads"] > 0:
+            ratio = payload["cpl"] / base
+            what = f"Cost per lead {ratio:.1f}× baseline"
+        else:
+            what = "Spend with no leads"
+    elif payload["metric"] == "leads":
+        what = "Too few leads for the spend"
+    else:
+        what = f"{payload['metric'].upper()} {payload['rule']}"
+    return f"{what} — {where}"
+
+
+def render_text(event: str, payload: dict, config: Config | None = None) -> str:
+    """A readable block for one notification (opened, updated or resolved)."""
+    name = config.party_name if config is not None else (lambda key: key or "unknown")
+    currency = payload["currency"]
+    severity = payload["severity"].upper()
+    label = {"opened": f"[{severity}]", "updated": f"[NOW {severity}]", "resolved": "[RESOLVED]"}.get(event, f"[{event.upper()}]")
+    lines = [f"{label} {headline(payload)}"]
+
+    def row(title: str, text: str) -> None:
+        lines.append(f"  {title:<12} {text}")
+
+    row("Account", f"{payload['account_name']} ({payload['account_id']})")
+    row("Campaign", f"{payload['campaign_name']} ({payload['campaign_id']})")
+    detected = payload["detected_on"]
+    same_day = "detected the same day" if detected == payload["onset"] else f"detected {_day(detected)}"
+    row("Onset", f"{_day(payload['onset'])}, {same_day}")
+    base = payload.get("baseline_cpl")
+    if payload["leads"] > 0:
+        ratio = f" ({payload['cpl'] / base:.1f}×)" if base else ""
+        row("Cost/lead", f"{money(payload['cpl'], currency)} since onset vs {money(base, currency)} baseline{ratio}")
+    else:
+        row("Cost/lead", f"no leads since onset vs {money(base, currency)} baseline")
+    row("Spend", f"{money(payload['spend'], currency)} and {_count(payload['leads'])} leads since onset (through {_day(payload['last_active'])})")
+    row("Excess cost", f"~{money(payload['excess_cost'], currency)} estimated (spend above what these leads cost at baseline)")
+    by_party = {k: v for k, v in payload.get("excess_by_party", {}).items() if v > 0}
+    if len(by_party) > 1:
+        row("", "; ".join(f"{name(k)} {money(v, currency)}" for k, v in sorted(by_party.items(), key=lambda kv: -kv[1])))
+    managing = name(payload["managing_party"])
+    since = payload.get("party_since")
+    if since:
+        gap = (dt.date.fromisoformat(payload["onset"]) - dt.date.fromisoformat(since)).days
+        when = "on the day of onset" if gap == 0 else f"{gap} day{'s' if gap != 1 else ''} before onset"
+        row("Managed by", f"{managing}, since {since} ({when})")
+    else:
+        row("Managed by", managing)
+    changes = payload.get("changes", [])
+    if changes:
+        row("Changes", f"{len(changes)} from a week before onset to detection:")
+        for change in changes[-MAX_CHANGES:]:
+            who = f"{change['user_email'] or 'no user'} ({name(change['party'])})"
+            what = " ".join(filter(None, [change["resource_type"], change["operation"], change["changed_fields"]]))
+            lines.append(f"  {'':<12}   {change['changed_at'].replace('T', ' ')}  {who}: {what}")
+        if len(changes) > MAX_CHANGES:
+            lines.append(f"  {'':<12}   … and {len(changes) - MAX_CHANGES} earlier")
+    else:
+        row("Changes", "none recorded in the week before onset")
+    if event == "resolved":
+        row("Resolved", _day(payload.get("resolved_on")))
+    else:
+        row("Next step", next_step(payload, name))
+    row("Rule", f"{payload['rule']} · {payload['family']} · {payload['severity']} · incident {payload.get('incident_id', '?')}")
+    return "\n".join(lines)
+
+
+def next_step(payload: dict, name) -> str:
+    partner_changes = [c for c in payload.get("changes", []) if c["party"] == payload["managing_party"]]
+    if payload["leads"] == 0:
+        return "Check conversion tracking and lead forms: spend continues with no leads recorded."
+    if partner_changes:
+        return f"Review the changes with {name(payload['managing_party'])}; roll back or pause if it continues."
+    return "Review search terms, bids and landing pages; pause if it continues."

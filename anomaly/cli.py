@@ -1,0 +1,308 @@
+"""The ``anomaly`` command line: demo, check, run, backtest, incidents, report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from anomaly.alerts.render import money, render_text
+from anomaly.config import Config, load_config, load_rules
+from anomaly.errors import AnomalyError, ConfigError, InputError, Problem
+from anomaly.ownership import ownership_periods
+from anomaly.store import Store
+
+# detection (scikit-learn, scipy) is imported by the commands that need it, so that `anomaly check`
+# answers at once
+
+PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    if args.config:
+        return Path(args.config)
+    here = Path("config.yaml")
+    return here if here.exists() else PROJECT_CONFIG
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, list, Path]:
+    path = _config_path(args)
+    config, rules = load_config(path)
+    ownership_periods(config)  # the ownership file is config too: validate it up front
+    return config, rules, path
+
+
+def _store(config: Config) -> Store:
+    store = Store(config.store.url.get_secret_value())
+    store.migrate()
+    return store
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    try:
+        config, rules = load_config(path)
+        periods = ownership_periods(config)
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found.", file=sys.stderr)
+        return 1
+    enabled = sum(1 for r in rules if r.enabled)
+    print(
+        f"{path}: OK — {len(config.sources)} source(s), {len(config.parties)} part{'ies' if len(config.parties) != 1 else 'y'}, "
+        f"{len(periods)} ownership period(s), {enabled} enabled rule(s) of {len(rules)} in {config.rules_dir}"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from anomaly.alerts import make_sinks
+    from anomaly.pipeline import run_cycle
+
+    config, rules, _ = _load(args)
+    store = _store(config)
+    report = run_cycle(config, rules, store, make_sinks(config), today=args.today, as_of=args.as_of)
+    for p in report.pulls:
+        print(f"pulled {p.source} {p.start}..{p.end}: {p.metric_rows} metric rows, {p.change_rows} changes", file=sys.stderr)
+    d = report.delivery
+    print(
+        f"as of {report.as_of or 'no data'}: {report.incidents} incident(s), {report.open_incidents} open; "
+        f"{report.enqueued} new notification(s), {d.sent} sent, {d.failed} failed, {d.pending} pending",
+        file=sys.stderr,
+    )
+    return 0 if d.failed == 0 else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from anomaly import sample
+    from anomaly.alerts import make_sinks
+    from anomaly.pipeline import run_cycle
+
+    path = _config_path(args)
+    config, rules = load_config(path)
+    folder = path.resolve().parent / "sample"
+    _reset_demo_outputs(config, folder)
+    sample.write_sample(folder)
+    print(f"Sample portfolio written to {folder}: {len(sample.CAMPAIGNS)} campaigns, {sample.START} to {sample.END}.")
+    print(
+        f"The service runs once a day. Replaying its daily cycles from {sample.END - dt.timedelta(days=6)} to {sample.END};"
+        " earlier history only builds baselines.\n"
+    )
+    store = _store(config)
+    sinks = make_sinks(config)
+    first = True
+    for offset in range(6, -1, -1):
+        day = sample.END - dt.timedelta(days=offset)
+        print(f"── cycle for {day:%a %Y-%m-%d} " + "─" * 60)
+        report = run_cycle(config, rules, store, sinks, today=sample.END + dt.timedelta(days=1), as_of=day, pull_sources=first)
+        first = False
+        if report.delivery.sent == 0:
+            print("no new alerts\n")
+    open_incidents = store.load_incidents(status="open")
+    print(f"── open incidents as of {sample.END} " + "─" * 52)
+    for row in open_incidents:
+        p = row["details"]["payload"]
+        print(
+            f"  #{row['id']} {p['account_name']} / {p['campaign_name']}: excess ~{money(row['excess_cost'], p['currency'])} since {p['onset']}, "
+            f"managed by {config.party_name(row['managing_party'])}"
+        )
+    print(
+        "\nNext: `anomaly incidents`, `anomaly report ID`, "
+        f"`anomaly backtest --from {sample.START} --to {sample.END}`, `anomaly check`."
+    )
+    return 0
+
+
+def _reset_demo_outputs(config: Config, folder: Path) -> None:
+    """The demo starts from scratch each time: its sample, its SQLite store and its alert log."""
+    url = config.store.url.get_secret_value()
+    if url.startswith("sqlite:///"):
+        db = Path(url.removeprefix("sqlite:///"))
+        if folder in db.parents:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+    for sink in config.alerts.sinks:
+        target = Path(getattr(sink, "path", "") or "")
+        if getattr(sink, "path", None) and folder in target.parents:
+            target.unlink(missing_ok=True)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from anomaly.pipeline import backtest
+
+    config, rules, _ = _load(args)
+    if args.rules:
+        rules = load_rules(Path(args.rules), config.parties)
+    if args.date_to < args.date_from:
+        raise InputError([_usage_problem(f"--to {args.date_to} is before --from {args.date_from}")])
+    store = _store(config)
+    started = time.perf_counter()
+    metrics = store.load_metrics(end=args.date_to)
+    if metrics.empty:
+        print(f"The store at {store.describe()} holds no metrics; run `anomaly run` (or `anomaly demo`) first.", file=sys.stderr)
+        return 1
+    changes = store.load_changes()
+    incidents = backtest(config, rules, metrics, changes, args.date_from, args.date_to)
+    elapsed = time.perf_counter() - started
+    records = [i.backtest_record() for i in incidents]
+    if args.format == "json":
+        print(json.dumps(records, indent=2))
+    else:
+        _print_table(
+            ["detected", "onset", "account", "campaign", "rule", "severity", "observed", "baseline", "managed by", "excess"],
+            [
+                [
+                    r["detected_on"],
+                    r["onset"],
+                    _clip(r["account_name"], 24),
+                    _clip(r["campaign_name"], 24),
+                    r["rule"],
+                    r["severity"],
+                    _num(r["observed"]),
+                    _num(r["baseline"]),
+                    config.party_name(r["managing_party"]),
+                    money(r["excess_cost"], r["currency"]),
+                ]
+                for r in records
+            ],
+        )
+    days = (args.date_to - args.date_from).days + 1
+    campaigns = metrics.groupby(["account_id", "campaign_id"]).ngroups
+    print(
+        f"{len(records)} alert(s) in {days} day(s) over {campaigns} campaign(s), "
+        f"{len(records) / days * 7:.2f} per week; replayed in {elapsed:.2f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    config, _, _ = _load(args)
+    store = _store(config)
+    rows = store.load_incidents(status=args.status)
+    _print_table(
+        ["id", "status", "severity", "detected", "onset", "account", "campaign", "rule", "managed by", "excess"],
+        [
+            [
+                r["id"],
+                r["status"] + ("" if r["notified"] else " (history)"),
+                r["severity"],
+                r["detected_on"].isoformat(),
+                r["onset"].isoformat(),
+                _clip(r["details"]["payload"]["account_name"], 24),
+                _clip(r["details"]["payload"]["campaign_name"], 24),
+                r["rule"],
+                config.party_name(r["managing_party"]),
+                money(r["excess_cost"], r["details"]["payload"]["currency"]),
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    config, _, _ = _load(args)
+    store = _store(config)
+    row = store.load_incident(args.incident_id)
+    if row is None:
+        print(f"no incident {args.incident_id}; `anomaly incidents` lists them", file=sys.stderr)
+        return 1
+    payload = row["details"]["payload"]
+    print(render_text("resolved" if row["status"] == "resolved" else "opened", {**payload, "incident_id": row["id"]}, config))
+    print("\n  Excess cost by managing party:")
+    for party, amount in sorted(payload["excess_by_party"].items(), key=lambda kv: -kv[1]):
+        print(f"    {config.party_name(party):<24} {money(amount, payload['currency'])}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _usage_problem(message: str) -> Problem:
+    return Problem("command line", "", message)
+
+
+def _num(value) -> str:
+    if value is None:
+        return "∞"
+    return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_table(headers: list[str], rows: list[list]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anomaly", description="Cost-per-lead anomaly detection and alerting for paid media.")
+    parser.add_argument("--config", help="config file (default: ./config.yaml, else the project's embedded default)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("demo", help="generate the sample portfolio, run the pipeline on it, print the alerts").set_defaults(func=cmd_demo)
+    sub.add_parser("check", help="validate config.yaml and the rules; every problem as file: path: message").set_defaults(func=cmd_check)
+
+    run = sub.add_parser("run", help="one cycle: pull, detect, open/update/resolve incidents, notify")
+    run.add_argument("--as-of", type=_date, help="last day to evaluate (default: the last day with data)")
+    run.add_argument("--today", type=_date, help="the day the pull runs up to (default: today)")
+    run.set_defaults(func=cmd_run)
+
+    bt = sub.add_parser("backtest", help="replay history causally; print the alerts that would have been sent")
+    bt.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
+    bt.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD")
+    bt.add_argument("--rules", help="a rules folder to try instead of the configured one")
+    bt.add_argument("--format", choices=("table", "json"), default="table")
+    bt.set_defaults(func=cmd_backtest)
+
+    inc = sub.add_parser("incidents", help="list incidents")
+    inc.add_argument("--status", choices=("open", "resolved"))
+    inc.set_defaults(func=cmd_incidents)
+
+    rep = sub.add_parser("report", help="one incident: what, where, excess cost by party, changes")
+    rep.add_argument("incident_id", type=int)
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print("The configuration is invalid; `anomaly check` lists every problem.", file=sys.stderr)
+        return 1
+    except AnomalyError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Incidents: detection episodes with attribution, change history and excess cost; their lifecycle.
+
+An incident is one episode of one rule family on one campaign. Its *managing party* is the party
+managing the campaign at onset; the *changes* are the change-history events from
+``changes_before_onset_days`` before onset up to detection; the *excess cost* is the spend above
+what the incident's leads would have cost at the baseline cost per lead of the onset day,
+``sum(spend - leads × baseline_cpl)`` over the incident's days, split by the party managing each day.
+
+``reconcile`` compares what detection derives now with what the store holds, and produces the
+writes and notifications of one cycle: opened (a new incident that is open now), updated (severity
+went up), resolved. An incident found in history that is already over is recorded, not announced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anomaly.detect import Detection
+from anomaly.ownership import party_of_email
+from anomaly.store import IncidentWrite
+
+SEVERITY_RANK = {"warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class Change:
+    changed_at: dt.datetime
+    campaign_id: str  # "" for an account-level change
+    user_email: str
+    party: str
+    resource_type: str
+    operation: str
+    changed_fields: str
+
+
+@dataclass(frozen=True)
+class Incident:
+    family: str
+    account_id: str
+    account_name: str
+    campaign_id: str
+    campaign_name: str
+    currency: str
+    onset: dt.date
+    detected_on: dt.date
+    last_active: dt.date
+    resolved_on: dt.date | None
+    rule: str
+    opening_severity: str
+    severity: str  # the worst reached so far
+    critical_on: dt.date | None
+    metric: str
+    observed: float  # the opening rule's observed value on the detection day
+    baseline: float  # ... and the baseline it was compared with
+    baseline_cpl: float  # cost per lead before onset: the reference for excess cost
+    spend: float  # since onset
+    leads: float
+    excess_cost: float
+    excess_by_party: dict[str, float]
+    managing_party: str
+    party_since: dt.date | None
+    changes: tuple[Change, ...] = field(default=())
+
+    @property
+    def status(self) -> str:
+        return "open" if self.resolved_on is None else "resolved"
+
+    @property
+    def cpl(self) -> float | None:
+        """Cost per lead since onset (None with no leads)."""
+        return self.spend / self.leads if self.leads > 0 else None
+
+    def payload(self) -> dict[str, Any]:
+        """Everything an alert sink renders, JSON-ready."""
+        data = asdict(self)
+        for key in ("onset", "detected_on", "last_active", "resolved_on", "critical_on", "party_since"):
+            data[key] = data[key].isoformat() if data[key] is not None else None
+        for key in ("observed", "baseline", "baseline_cpl"):
+            data[key] = _finite(data[key])
+        data["changes"] = [{**asdict(c), "changed_at": c.changed_at.isoformat(timespec="minutes")} for c in self.changes]
+        data["status"] = self.status
+        data["cpl"] = self.cpl
+        return data
+
+    def backtest_record(self) -> dict[str, Any]:
+        """One object of the backtest JSON contract (see DESIGN.md)."""
+        return {
+            "account_id": self.account_id,
+            "campaign_id": self.campaign_id or None,
+            "rule": self.rule,
+            "severity": self.opening_severity,
+            "onset": self.onset.isoformat(),
+            "detected_on": self.detected_on.isoformat(),
+            "metric": self.metric,
+            "observed": _finite(self.observed),
+            "baseline": _finite(self.baseline),
+            "managing_party": self.managing_party,
+            "excess_cost": round(self.excess_cost, 2),
+            "party_since": self.party_since.isoformat() if self.party_since else None,
+            "family": self.family,
+            "account_name": self.account_name,
+            "campaign_name": self.campaign_name,
+            "currency": self.currency,
+            "max_severity": self.severity,
+            "resolved_on": self.resolved_on.isoformat() if self.resolved_on else None,
+            "excess_by_party": {k: round(v, 2) for k, v in self.excess_by_party.items()},
+        }
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: an infinite cost per lead (spend, zero leads) is reported as null."""
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+
+def build_incidents(
+    detection: Detection,
+    changes: pd.DataFrame,
+    domains: dict[str, str],
+    *,
+    changes_before_onset_days: int = 7,
+) -> list[Incident]:
+    """Turn detection episodes into attributed incidents (one per episode, in detection order)."""
+    panel, baseline = detection.panel, detection.baseline
+    if detection.episodes.empty:
+        return []
+    last_day = len(panel.dates) - 1
+    changes = changes.assign(_day=changes["changed_at"].dt.normalize())
+    incidents = []
+    for ep in detection.episodes.itertuples(index=False):
+        c = ep.column
+        on, det = panel.day_index(ep.onset), panel.day_index(ep.detected_on)
+        end = panel.day_index(ep.last_active) if not pd.isna(ep.resolved_on) else last_day
+        days = slice(on, end + 1)
+        base_cpl = float(baseline.cpl[on, c])
+        spend = np.nan_to_num(panel.spend[days, c])
+        leads = np.nan_to_num(panel.leads[days, c])
+        excess_by_day = spend - leads * (base_cpl if np.isfinite(base_cpl) else 0.0)
+        parties = detection.party[days, c]
+        by_party: dict[str, float] = {}
+        for party, amount in zip(parties, excess_by_day):
+            by_party[party] = by_party.get(party, 0.0) + float(amount)
+        since = detection.party_since[on, c]
+        window_start = ep.onset - pd.Timedelta(days=changes_before_onset_days)
+        nearby = changes[
+            (changes["account_id"] == ep.account_id)
+            & ((changes["campaign_id"] == ep.campaign_id) | (changes["campaign_id"] == ""))
+            & (changes["_day"] >= window_start)
+            & (changes["_day"] <= ep.detected_on)
+        ]
+        info = panel.campaigns.iloc[c]
+        incidents.append(
+            Incident(
+                family=ep.family,
+                account_id=ep.account_id,
+                account_name=str(info["account_name"]),
+                campaign_id=ep.campaign_id,
+                campaign_name=str(info["campaign_name"]),
+                currency=str(info["currency"]),
+                onset=ep.onset.date(),
+                detected_on=ep.detected_on.date(),
+                last_active=ep.last_active.date(),
+                resolved_on=None if pd.isna(ep.resolved_on) else ep.resolved_on.date(),
+                rule=ep.rule,
+                opening_severity=ep.opening_severity,
+                severity=ep.severity,
+                critical_on=None if pd.isna(ep.critical_on) else ep.critical_on.date(),
+                metric=ep.metric,
+                observed=float(ep.observed),
+                baseline=float(ep.baseline),
+                baseline_cpl=base_cpl,
+                spend=float(spend.sum()),
+                leads=float(leads.sum()),
+                excess_cost=max(float(excess_by_day.sum()), 0.0),
+                excess_by_party={k: max(v, 0.0) for k, v in by_party.items()},
+                managing_party=str(parties[0]),
+                party_since=None if np.isnat(since) else pd.Timestamp(since).date(),
+                changes=tuple(
+                    Change(
+                        changed_at=row.changed_at.to_pydatetime(),
+                        campaign_id=row.campaign_id,
+                        user_email=row.user_email,
+                        party=party_of_email(row.user_email, domains),
+                        resource_type=row.resource_type,
+                        operation=row.operation,
+                        changed_fields=row.changed_fields,
+                    )
+                    for row in nearby.itertuples(index=False)
+                ),
+            )
+        )
+    return incidents
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifecycle against the store
+
+
+def reconcile(stored: list[dict[str, Any]], derived: list[Incident], as_of: dt.date, sinks: list[str]) -> list[IncidentWrite]:
+    """The writes that bring the store in line with ``derived`` as of ``as_of``.
+
+    Matching: the same (family, account, campaign) and detection day, or else the open incident of
+    that series. Notifications, one per sink, keyed so that re-running a cycle enqueues nothing new.
+    """
+    by_key = {_key(row): row for row in stored}
+    open_by_series = {_series(row): row for row in stored if row["status"] == "open"}
+    matched: set[int] = set()
+    writes = []
+    for incident in derived:
+        values = _values(incident)
+        row = by_key.get(_key(values)) or open_by_series.get(_series(values))
+        if row is not None and row["id"] in matched:
+            row = None
+        events: list[tuple[str, str]] = []
+        if row is None:
+            notify = incident.status == "open"
+            if notify:
+                events.append(("opened", incident.detected_on.isoformat()))
+            writes.append(IncidentWrite(None, {**values, "notified": notify}, _notes(events, incident, sinks)))
+            continue
+        matched.add(row["id"])
+        values["detected_on"] = row["detected_on"]  # the stored identity stays
+        if row["notified"]:
+            if SEVERITY_RANK[incident.severity] > SEVERITY_RANK[row["severity"]]:
+                events.append(("updated", f"{incident.severity}"))
+            if incident.status == "resolved" and row["status"] == "open":
+                events.append(("resolved", incident.resolved_on.isoformat()))
+        if _changed(row, values) or events:
+            writes.append(IncidentWrite(row["id"], {**values, "notified": row["notified"]}, _notes(events, incident, sinks)))
+    for row in stored:
+        if row["status"] == "open" and row["id"] not in matched:
+            # the data no longer shows this incident (e.g. restated conversions): close it
+            values = {"status": "resolved", "resolved_on": as_of, "details": {**row["details"], "resolved_by_restatement": True}}
+            events = [("resolved", as_of.isoformat())] if row["notified"] else []
+            payload = {**row["details"]["payload"], "status": "resolved", "resolved_on": as_of.isoformat()}
+            notes = tuple({"event": e, "key": k, "sink": s, "payload": {**payload, "event": e}} for e, k in events for s in sinks)
+            writes.append(IncidentWrite(row["id"], values, notes))
+    return writes
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return (row["family"], row["account_id"], row["campaign_id"], row["detected_on"])
+
+
+def _series(row: dict[str, Any]) -> tuple:
+    return (row["family"], row["account_id"], row["campaign_id"])
+
+
+def _values(incident: Incident) -> dict[str, Any]:
+    return {
+        "family": incident.family,
+        "account_id": incident.account_id,
+        "campaign_id": incident.campaign_id,
+        "detected_on": incident.detected_on,
+        "onset": incident.onset,
+        "status": incident.status,
+        "last_active": incident.last_active,
+        "resolved_on": incident.resolved_on,
+        "severity": incident.severity,
+        "rule": incident.rule,
+        "metric": incident.metric,
+        "observed": _finite(incident.observed),
+        "baseline": _finite(incident.baseline),
+        "managing_party": incident.managing_party,
+        "party_since": incident.party_since,
+        "excess_cost": round(incident.excess_cost, 2),
+        "details": {"payload": incident.payload()},
+    }
+
+
+def _changed(row: dict[str, Any], values: dict[str, Any]) -> bool:
+    return any(row.get(k) != v for k, v in values.items() if k != "details") or row["details"] != _jsonish(values["details"])
+
+
+def _jsonish(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _notes(events: list[tuple[str, str]], incident: Incident, sinks: list[str]) -> tuple[dict[str, Any], ...]:
+    payload = incident.payload()
+    return tuple({"event": e, "key": k, "sink": s, "payload": {**payload, "event": e}} for e, k in events for s in sinks)

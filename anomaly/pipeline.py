@@ -1,0 +1,120 @@
+"""One cycle (pull ▶ upsert ▶ detect ▶ incidents ▶ notify) and the backtest, on top of the pure core."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+
+from anomaly.alerts import DeliveryReport, Sink, deliver
+from anomaly.config import Config, CsvSourceConfig, RuleBase
+from anomaly.detect import detect
+from anomaly.incidents import Incident, build_incidents, reconcile
+from anomaly.ownership import domain_map, ownership_periods
+from anomaly.store import Store
+from connectors.base import Connector
+from connectors.csv_files import CsvConnector
+
+log = logging.getLogger(__name__)
+
+
+def make_connector(source) -> Connector:
+    if isinstance(source, CsvSourceConfig):
+        return CsvConnector(source.name, source.metrics, source.changes, currency=source.currency)
+    raise TypeError(f"no connector for source type {source.type!r}")  # pragma: no cover - config validates types
+
+
+@dataclass(frozen=True)
+class PullReport:
+    source: str
+    start: dt.date
+    end: dt.date
+    metric_rows: int
+    change_rows: int
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    pulls: list[PullReport]
+    as_of: dt.date | None
+    incidents: int
+    open_incidents: int
+    enqueued: int
+    delivery: DeliveryReport
+
+
+def pull(config: Config, store: Store, today: dt.date) -> list[PullReport]:
+    """Fetch each source from its cursor minus the restatement look-back (or ``history_days`` back
+    on the first pull) through ``today``, and upsert it. A source with bad data changes nothing."""
+    reports = []
+    for source in config.sources:
+        last = store.last_pull_end(source.name)
+        start = (last - dt.timedelta(days=source.lookback_days)) if last else today - dt.timedelta(days=source.history_days)
+        start = min(start, today)
+        batch = make_connector(source).fetch(start, today)
+        result = store.ingest(source.name, start, today, batch.metrics, batch.changes)
+        log.info("pulled %s %s..%s: %d metric rows, %d changes", source.name, start, today, result.metric_rows, result.change_rows)
+        reports.append(PullReport(source.name, start, today, result.metric_rows, result.change_rows))
+    return reports
+
+
+def derive_incidents(config: Config, rules: list[RuleBase], metrics: pd.DataFrame, changes: pd.DataFrame, as_of: dt.date) -> list[Incident]:
+    """Detection and attribution on stored data up to ``as_of``: exactly what a live run decides."""
+    detection = detect(
+        metrics,
+        ownership_periods(config),
+        rules,
+        config.detection,
+        pd.Timestamp(as_of),
+        default_party=config.ownership.default_party,
+    )
+    return build_incidents(
+        detection,
+        changes,
+        domain_map(config),
+        changes_before_onset_days=config.detection.incidents.changes_before_onset_days,
+    )
+
+
+def run_cycle(
+    config: Config,
+    rules: list[RuleBase],
+    store: Store,
+    sinks: list[Sink],
+    *,
+    today: dt.date | None = None,
+    as_of: dt.date | None = None,
+    pull_sources: bool = True,
+) -> CycleReport:
+    """One idempotent cycle. ``as_of`` (default: the last day with data) is the last day evaluated."""
+    today = today or dt.date.today()
+    pulls = pull(config, store, today) if pull_sources else []
+    metrics = store.load_metrics(end=as_of)
+    enqueued = 0
+    derived: list[Incident] = []
+    if not metrics.empty:
+        as_of = as_of or metrics["date"].max().date()
+        changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+        derived = derive_incidents(config, rules, metrics, changes, as_of)
+        writes = reconcile(store.load_incidents(), derived, as_of, [sink.name for sink in sinks])
+        enqueued = store.save_incidents(writes)
+    report = deliver(store, sinks)
+    return CycleReport(
+        pulls=pulls,
+        as_of=as_of,
+        incidents=len(derived),
+        open_incidents=sum(1 for i in derived if i.status == "open"),
+        enqueued=enqueued,
+        delivery=report,
+    )
+
+
+def backtest(config: Config, rules: list[RuleBase], metrics: pd.DataFrame, changes: pd.DataFrame, start: dt.date, end: dt.date) -> list[Incident]:
+    """Replay ``start``..``end`` causally: the incidents whose alert would have been sent in that
+    span (one alert per incident, on its detection day), with excess cost up to ``end``."""
+    # every day is scored, not only those from ``start``: an episode that a live run would have
+    # opened before ``start`` must not look new inside the window
+    incidents = derive_incidents(config, rules, metrics[metrics["date"] <= pd.Timestamp(end)], changes, end)
+    return [i for i in incidents if start <= i.detected_on <= end]

@@ -1,0 +1,141 @@
+"""The handoff story end to end through the command line, on the embedded default."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from anomaly import sample
+from anomaly.cli import main
+from tests.helpers import copy_default_project
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Run `anomaly demo` once in a copy of the project; return its folder, config and output."""
+    folder = tmp_path_factory.mktemp("demo")
+    config = copy_default_project(folder)
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["--config", str(config), "demo"]) == 0
+    return folder, config, out.getvalue()
+
+
+def _backtest(config, capsys, *extra) -> list[dict]:
+    capsys.readouterr()
+    assert main(["--config", str(config), "backtest", "--from", str(sample.START), "--to", str(sample.END), "--format", "json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _story_numbers(folder) -> pd.DataFrame:
+    metrics = pd.read_csv(folder / "sample" / "metrics.csv", dtype={"campaign_id": str, "account_id": str})
+    story = metrics[metrics["campaign_id"] == sample.STORY_CAMPAIGN.campaign_id].copy()
+    story["date"] = pd.to_datetime(story["date"]).dt.date
+    return story.sort_values("date")
+
+
+def test_demo_prints_the_handoff_alert_with_everything_a_cmo_needs(demo):
+    _, _, output = demo
+    block = next(b for b in output.split("\n\n") if "Harbor Dental Group / Generic - Leads" in b)
+    assert block.splitlines()[0] == "[CRITICAL] Cost per lead 5.5× baseline — Harbor Dental Group / Generic - Leads"
+    assert "  Account      Harbor Dental Group (4821937710)" in block
+    assert "  Campaign     Generic - Leads (20118341)" in block
+    assert "  Onset        Fri 2026-07-10, detected the same day" in block
+    assert "  Cost/lead    $561 since onset vs $102 baseline (5.5×)" in block
+    assert "  Spend        $1,684 and 3 leads since onset (through Fri 2026-07-10)" in block
+    assert "  Excess cost  ~$1,379 estimated" in block
+    assert "  Managed by   Beacon Reach, since 2026-07-08 (2 days before onset)" in block
+    assert "dana.kim@beaconreach.example (Beacon Reach): CAMPAIGN UPDATE bidding_strategy_type" in block
+    # it comes in the cycle of the first day whose data shows the spike, not later
+    cycle_of_alert = output[: output.index(block)].rsplit("── cycle for ", 1)[1][:14]
+    assert cycle_of_alert == "Fri 2026-07-10"
+
+
+def test_handoff_alert_on_first_spike_day_names_partner_and_excess_within_10_percent(demo, capsys):
+    folder, config, _ = demo
+    story = _story_numbers(folder)
+    baseline_cpl = sample.STORY_CAMPAIGN.cpl
+    after_handoff = story[story["date"] >= sample.HANDOFF]
+    first_spike_day = after_handoff.loc[after_handoff["spend"] > 2 * baseline_cpl * after_handoff["leads"], "date"].min()
+    spike = story[story["date"] >= first_spike_day]
+    hand_excess = float((spike["spend"] - spike["leads"] * baseline_cpl).sum())
+
+    alerts = _backtest(config, capsys)
+    story_alerts = [a for a in alerts if a["campaign_id"] == sample.STORY_CAMPAIGN.campaign_id]
+    assert len(story_alerts) == 1
+    alert = story_alerts[0]
+    assert alert["detected_on"] == first_spike_day.isoformat() == "2026-07-10"
+    assert alert["onset"] == "2026-07-10"
+    assert alert["managing_party"] == "beacon"
+    assert alert["party_since"] == sample.HANDOFF.isoformat()
+    assert alert["excess_cost"] == pytest.approx(hand_excess, rel=0.10)
+    assert alert["observed"] > 5 * baseline_cpl and alert["baseline"] == pytest.approx(baseline_cpl, rel=0.10)
+
+
+def test_no_benign_event_alerts_over_the_whole_history(demo, capsys):
+    _, config, _ = demo
+    alerts = _backtest(config, capsys)
+    alerted = {a["campaign_id"] for a in alerts}
+    assert alerted == {sample.STORY_CAMPAIGN.campaign_id, sample.TRACKING_LOSS_CAMPAIGN.campaign_id}
+    assert not alerted & {c.campaign_id for c in sample.BENIGN_CAMPAIGNS}
+    assert all(a["detected_on"] >= sample.ONSET.isoformat() for a in alerts)  # holidays, weekends: silent
+
+
+def test_backtest_json_follows_the_contract(demo, capsys):
+    _, config, _ = demo
+    alerts = _backtest(config, capsys)
+    required = {"account_id", "campaign_id", "rule", "severity", "onset", "detected_on", "metric", "observed", "baseline", "managing_party", "excess_cost"}
+    for alert in alerts:
+        assert required <= alert.keys()
+        assert alert["severity"] in ("warning", "critical")
+        assert len(alert["onset"]) == len(alert["detected_on"]) == 10
+    tracking = next(a for a in alerts if a["campaign_id"] == sample.TRACKING_LOSS_CAMPAIGN.campaign_id)
+    assert tracking["managing_party"] == "northwind" and tracking["detected_on"] == "2026-07-10"
+
+
+def test_backtest_with_another_rules_folder(demo, capsys, tmp_path):
+    _, config, _ = demo
+    strict = tmp_path / "strict"
+    strict.mkdir()
+    (strict / "only.yaml").write_text(
+        "rules:\n  - name: huge-spikes-only\n    type: cpl_ratio\n    warning: 50\n", encoding="utf-8"
+    )
+    assert _backtest(config, capsys, "--rules", str(strict)) == []
+
+
+def test_backtest_table_and_timing_line(demo, capsys):
+    _, config, _ = demo
+    capsys.readouterr()
+    assert main(["--config", str(config), "backtest", "--from", "2026-07-01", "--to", "2026-07-12"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].split() == ["detected", "onset", "account", "campaign", "rule", "severity", "observed", "baseline", "managed", "by", "excess"]
+    assert "Beacon Reach" in captured.out
+    assert captured.err.startswith("2 alert(s) in 12 day(s) over 7 campaign(s)")
+
+
+def test_run_twice_delivers_each_alert_once(demo, capsys):
+    folder, config, _ = demo
+    log = folder / "sample" / "alerts.jsonl"
+    before = log.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["event"] for line in before] == ["opened", "opened", "updated"]
+    for _ in range(2):
+        assert main(["--config", str(config), "run", "--today", "2026-07-13"]) == 0
+    assert log.read_text(encoding="utf-8").splitlines() == before
+    assert "0 new notification(s), 0 sent, 0 failed, 0 pending" in capsys.readouterr().err
+
+
+def test_incidents_and_report_commands(demo, capsys):
+    _, config, _ = demo
+    capsys.readouterr()
+    assert main(["--config", str(config), "incidents", "--status", "open"]) == 0
+    listing = capsys.readouterr().out
+    assert "Harbor Dental Group" in listing and "Beacon Reach" in listing
+    assert main(["--config", str(config), "report", "2"]) == 0
+    report = capsys.readouterr().out
+    assert "Excess cost by managing party:" in report and "Beacon Reach" in report
+    assert main(["--config", str(config), "report", "999"]) == 1
