@@ -221,7 +221,7 @@ def reconcile(stored: list[dict[str, Any]], derived: list[Incident], as_of: dt.d
             notify = incident.status == "open"
             if notify:
                 events.append(("opened", incident.detected_on.isoformat()))
-            writes.append(IncidentWrite(None, {**values, "notified": notify}, _notes(events, incident, sinks)))
+            writes.append(IncidentWrite(None, {**values, "notified": notify}, _notes(events, incident.payload(), sinks)))
             continue
         matched.add(row["id"])
         values["detected_on"] = row["detected_on"]  # the stored identity stays
@@ -231,15 +231,14 @@ def reconcile(stored: list[dict[str, Any]], derived: list[Incident], as_of: dt.d
             if incident.status == "resolved" and row["status"] == "open":
                 events.append(("resolved", incident.resolved_on.isoformat()))
         if _changed(row, values) or events:
-            writes.append(IncidentWrite(row["id"], {**values, "notified": row["notified"]}, _notes(events, incident, sinks)))
+            writes.append(IncidentWrite(row["id"], {**values, "notified": row["notified"]}, _notes(events, incident.payload(), sinks)))
     for row in stored:
         if row["status"] == "open" and row["id"] not in matched:
             # the data no longer shows this incident (e.g. restated conversions): close it
             values = {"status": "resolved", "resolved_on": as_of, "details": {**row["details"], "resolved_by_restatement": True}}
             events = [("resolved", as_of.isoformat())] if row["notified"] else []
             payload = {**row["details"]["payload"], "status": "resolved", "resolved_on": as_of.isoformat()}
-            notes = tuple({"event": e, "key": k, "sink": s, "payload": {**payload, "event": e}} for e, k in events for s in sinks)
-            writes.append(IncidentWrite(row["id"], values, notes))
+            writes.append(IncidentWrite(row["id"], values, _notes(events, payload, sinks)))
     return writes
 
 
@@ -281,6 +280,6 @@ def _jsonish(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def _notes(events: list[tuple[str, str]], incident: Incident, sinks: list[str]) -> tuple[dict[str, Any], ...]:
-    payload = incident.payload()
+def _notes(events: list[tuple[str, str]], payload: dict[str, Any], sinks: list[str]) -> tuple[dict[str, Any], ...]:
+    """One notification per (event, sink); ``key`` makes it unique for its incident."""
     return tuple({"event": e, "key": k, "sink": s, "payload": {**payload, "event": e}} for e, k in events for s in sinks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pandas as pd
@@ -139,3 +140,29 @@ def test_incidents_and_report_commands(demo, capsys):
     report = capsys.readouterr().out
     assert "Excess cost by managing party:" in report and "Beacon Reach" in report
     assert main(["--config", str(config), "report", "999"]) == 1
+
+
+def test_a_bad_file_is_reported_with_its_line_and_changes_nothing(tmp_path, capsys):
+    config = copy_default_project(tmp_path)
+    sample.write_sample(tmp_path / "sample")
+    assert main(["--config", str(config), "run", "--today", "2026-07-13"]) == 0
+    from anomaly.config import load_config
+    from anomaly.store import Store
+
+    store = Store(load_config(config)[0].store.url.get_secret_value())
+    before = store.load_metrics()
+    metrics_file = tmp_path / "sample" / "metrics.csv"
+    lines = metrics_file.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    restated = lines[-2].split(",")
+    restated[header.index("leads")] = "99.00"  # a good restated row in the same file: must not land
+    bad = lines[-1].split(",")
+    bad[header.index("spend")] = "-12.5"
+    lines[-2:] = [",".join(restated), ",".join(bad)]
+    metrics_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["--config", str(config), "run", "--today", "2026-07-14"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"{metrics_file}: line {len(lines)}, column spend: expected a number >= 0, got '-12.5'"
+    pd.testing.assert_frame_equal(store.load_metrics(), before)
+    assert store.last_pull_end("sample") == sample.END + dt.timedelta(days=1)
