@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from anomaly.alerts.render import money, render_text
 from anomaly.config import Config, load_config, load_rules
 from anomaly.errors import AnomalyError, ConfigError, InputError, Problem
@@ -36,11 +38,11 @@ def _config_path(args: argparse.Namespace) -> Path:
     return here if here.exists() else PROJECT_CONFIG
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, list, Path]:
+def _load(args: argparse.Namespace) -> tuple[Config, list, pd.DataFrame, Path]:
+    """Config, rules and ownership periods (the ownership file is config too), each read once."""
     path = _config_path(args)
     config, rules = load_config(path)
-    ownership_periods(config)  # the ownership file is config too: validate it up front
-    return config, rules, path
+    return config, rules, ownership_periods(config), path
 
 
 def _store(config: Config) -> Store:
@@ -53,10 +55,8 @@ def _store(config: Config) -> Store:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    path = _config_path(args)
     try:
-        config, rules = load_config(path)
-        periods = ownership_periods(config)
+        config, rules, periods, path = _load(args)
     except InputError as exc:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found.", file=sys.stderr)
@@ -73,9 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from anomaly.alerts import make_sinks
     from anomaly.pipeline import run_cycle
 
-    config, rules, _ = _load(args)
+    config, rules, periods, _ = _load(args)
     store = _store(config)
-    report = run_cycle(config, rules, store, make_sinks(config), today=args.today, as_of=args.as_of)
+    report = run_cycle(config, rules, periods, store, make_sinks(config), today=args.today, as_of=args.as_of)
     for p in report.pulls:
         print(f"pulled {p.source} {p.start}..{p.end}: {p.metric_rows} metric rows, {p.change_rows} changes", file=sys.stderr)
     d = report.delivery
@@ -92,8 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from anomaly.alerts import make_sinks
     from anomaly.pipeline import run_cycle
 
-    path = _config_path(args)
-    config, rules = load_config(path)
+    config, rules, periods, path = _load(args)
     folder = path.resolve().parent / "sample"
     _reset_demo_outputs(config, folder)
     sample.write_sample(folder)
@@ -108,7 +107,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for offset in range(6, -1, -1):
         day = sample.END - dt.timedelta(days=offset)
         print(f"── cycle for {day:%a %Y-%m-%d} " + "─" * 60)
-        report = run_cycle(config, rules, store, sinks, today=sample.END + dt.timedelta(days=1), as_of=day, pull_sources=first)
+        report = run_cycle(config, rules, periods, store, sinks, today=sample.END + dt.timedelta(days=1), as_of=day, pull_sources=first)
         first = False
         if report.delivery.sent == 0:
             print("no new alerts\n")
@@ -144,7 +143,7 @@ def _reset_demo_outputs(config: Config, folder: Path) -> None:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from anomaly.pipeline import backtest
 
-    config, rules, _ = _load(args)
+    config, rules, periods, _ = _load(args)
     if args.rules:
         rules = load_rules(Path(args.rules), config.parties)
     if args.date_to < args.date_from:
@@ -156,7 +155,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"The store at {store.describe()} holds no metrics; run `anomaly run` (or `anomaly demo`) first.", file=sys.stderr)
         return 1
     changes = store.load_changes()
-    incidents = backtest(config, rules, metrics, changes, args.date_from, args.date_to)
+    incidents = backtest(config, rules, periods, metrics, changes, args.date_from, args.date_to)
     elapsed = time.perf_counter() - started
     records = [i.backtest_record() for i in incidents]
     if args.format == "json":
@@ -191,7 +190,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    config, _, _ = _load(args)
+    config, _, _, _ = _load(args)
     store = _store(config)
     rows = store.load_incidents(status=args.status)
     _print_table(
@@ -216,7 +215,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    config, _, _ = _load(args)
+    config, _, _, _ = _load(args)
     store = _store(config)
     row = store.load_incident(args.incident_id)
     if row is None:

@@ -12,7 +12,7 @@ from anomaly.alerts import DeliveryReport, Sink, deliver
 from anomaly.config import Config, CsvSourceConfig, RuleBase
 from anomaly.detect import detect
 from anomaly.incidents import Incident, build_incidents, reconcile
-from anomaly.ownership import domain_map, ownership_periods
+from anomaly.ownership import domain_map
 from anomaly.store import Store
 from connectors.base import Connector
 from connectors.csv_files import CsvConnector
@@ -60,11 +60,17 @@ def pull(config: Config, store: Store, today: dt.date) -> list[PullReport]:
     return reports
 
 
-def derive_incidents(config: Config, rules: list[RuleBase], metrics: pd.DataFrame, changes: pd.DataFrame, as_of: dt.date) -> list[Incident]:
-    """Detection and attribution on stored data up to ``as_of``: exactly what a live run decides."""
+def derive_incidents(
+    config: Config, rules: list[RuleBase], ownership: pd.DataFrame, metrics: pd.DataFrame, changes: pd.DataFrame, as_of: dt.date
+) -> list[Incident]:
+    """Detection and attribution on stored data up to ``as_of``: exactly what a live run decides.
+
+    ``ownership`` holds the periods of ``anomaly.ownership.ownership_periods(config)``, read once
+    by the caller.
+    """
     detection = detect(
         metrics,
-        ownership_periods(config),
+        ownership,
         rules,
         config.detection,
         pd.Timestamp(as_of),
@@ -81,6 +87,7 @@ def derive_incidents(config: Config, rules: list[RuleBase], metrics: pd.DataFram
 def run_cycle(
     config: Config,
     rules: list[RuleBase],
+    ownership: pd.DataFrame,
     store: Store,
     sinks: list[Sink],
     *,
@@ -97,7 +104,7 @@ def run_cycle(
     if not metrics.empty:
         as_of = as_of or metrics["date"].max().date()
         changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
-        derived = derive_incidents(config, rules, metrics, changes, as_of)
+        derived = derive_incidents(config, rules, ownership, metrics, changes, as_of)
         writes = reconcile(store.load_incidents(), derived, as_of, [sink.name for sink in sinks])
         enqueued = store.save_incidents(writes)
     report = deliver(store, sinks)
@@ -111,10 +118,12 @@ def run_cycle(
     )
 
 
-def backtest(config: Config, rules: list[RuleBase], metrics: pd.DataFrame, changes: pd.DataFrame, start: dt.date, end: dt.date) -> list[Incident]:
+def backtest(
+    config: Config, rules: list[RuleBase], ownership: pd.DataFrame, metrics: pd.DataFrame, changes: pd.DataFrame, start: dt.date, end: dt.date
+) -> list[Incident]:
     """Replay ``start``..``end`` causally: the incidents whose alert would have been sent in that
     span (one alert per incident, on its detection day), with excess cost up to ``end``."""
     # every day is scored, not only those from ``start``: an episode that a live run would have
     # opened before ``start`` must not look new inside the window
-    incidents = derive_incidents(config, rules, metrics[metrics["date"] <= pd.Timestamp(end)], changes, end)
+    incidents = derive_incidents(config, rules, ownership, metrics[metrics["date"] <= pd.Timestamp(end)], changes, end)
     return [i for i in incidents if start <= i.detected_on <= end]

@@ -20,7 +20,7 @@ from pathlib import Path
 from anomaly.cli import main as cli
 from anomaly.config import load_config
 from anomaly.pipeline import backtest
-from anomaly.schema import empty_changes
+from anomaly.schema import empty_changes, empty_ownership
 from anomaly.store import Store
 from benchmarks.portfolio import generate
 
@@ -51,7 +51,7 @@ def run(campaigns: int, days: int, seed: int) -> dict:
 
         start, end = loaded["date"].min().date(), loaded["date"].max().date()
         t0 = time.perf_counter()
-        incidents = backtest(config, rules, loaded, empty_changes(), start, end)
+        incidents = backtest(config, rules, empty_ownership(), loaded, empty_changes(), start, end)
         t_replay = time.perf_counter() - t0
 
         t0 = time.perf_counter()
