@@ -134,7 +134,7 @@ def build_incidents(
     incidents = []
     for ep in detection.episodes.itertuples(index=False):
         c = ep.column
-        on, det = panel.day_index(ep.onset), panel.day_index(ep.detected_on)
+        on = panel.day_index(ep.onset)
         end = panel.day_index(ep.last_active) if not pd.isna(ep.resolved_on) else last_day
         days = slice(on, end + 1)
         base_cpl = float(baseline.cpl[on, c])
@@ -221,7 +221,7 @@ def reconcile(stored: list[dict[str, Any]], derived: list[Incident], as_of: dt.d
             notify = incident.status == "open"
             if notify:
                 events.append(("opened", incident.detected_on.isoformat()))
-            writes.append(IncidentWrite(None, {**values, "notified": notify}, _notes(events, incident.payload(), sinks)))
+            writes.append(IncidentWrite(None, {**values, "notified": notify}, _notes(events, values["details"]["payload"], sinks)))
             continue
         matched.add(row["id"])
         values["detected_on"] = row["detected_on"]  # the stored identity stays
@@ -231,7 +231,7 @@ def reconcile(stored: list[dict[str, Any]], derived: list[Incident], as_of: dt.d
             if incident.status == "resolved" and row["status"] == "open":
                 events.append(("resolved", incident.resolved_on.isoformat()))
         if _changed(row, values) or events:
-            writes.append(IncidentWrite(row["id"], {**values, "notified": row["notified"]}, _notes(events, incident.payload(), sinks)))
+            writes.append(IncidentWrite(row["id"], {**values, "notified": row["notified"]}, _notes(events, values["details"]["payload"], sinks)))
     for row in stored:
         if row["status"] == "open" and row["id"] not in matched:
             # the data no longer shows this incident (e.g. restated conversions): close it

@@ -75,13 +75,6 @@ def party_matrix(
     return party, since
 
 
-def party_at(periods: pd.DataFrame, account_id: str, campaign_id: str, day: pd.Timestamp, default_party: str | None = None) -> tuple[str, pd.Timestamp | None]:
-    """The party managing one campaign on one day, and since when."""
-    party, since = party_matrix(periods, np.array([account_id]), np.array([campaign_id]), pd.DatetimeIndex([day]), default_party)
-    start = since[0, 0]
-    return party[0, 0], (None if np.isnat(start) else pd.Timestamp(start))
-
-
 def party_of_email(email: str, domains: dict[str, str]) -> str:
     """The party an email belongs to by its domain (``domains``: domain → party), else "unattributed"."""
     _, _, domain = (email or "").rpartition("@")

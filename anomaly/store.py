@@ -215,11 +215,6 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(pulls.c.end)).where(pulls.c.source == source)).scalar()
 
-    def last_pulls(self) -> dict[str, dt.datetime]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(pulls.c.source, sa.func.max(pulls.c.pulled_at)).group_by(pulls.c.source))
-            return {source: at for source, at in rows}
-
     def load_metrics(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
         """Daily canonical metrics (hour = DAILY). Hourly rows are summed into their day; where a day
         has both a daily row and hourly rows, the daily row is the total and wins."""
