@@ -1,0 +1,214 @@
+"""Score a detector's alerts against a synthetic portfolio's known incidents.
+
+An alert is one row of ``account_id, campaign_id ("" = account-level), family, onset, detected_on,
+managing_party, excess_cost``. It *detects* an incident when it is detected from the incident's
+onset to ``grace_days`` after its last day and is on the incident's campaign (or, for an
+account-wide incident, anywhere in its account). An account-level alert in the span of one of the
+account's campaign incidents is *explained*: not false, but not a detection either. Every other
+alert is false. Only alerts detected from ``eval_start`` (after the baselines' warm-up) to ``end``
+count.
+
+Delays are in days from onset to the first detecting alert. The excess-cost error compares the
+detector's estimate with the cost the incident really caused, ``|estimate − true| / true``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.synth import SPIKE_FACTORS
+
+ALERT_COLUMNS = ["account_id", "campaign_id", "family", "onset", "detected_on", "managing_party", "excess_cost"]
+CLASSES = ("spike", "tracking_loss", "creep", "spend_runaway")
+BIG_SPIKE_FACTOR = 3.0  # "large spikes": at least this factor ...
+BIG_SPIKE_MIN_LEADS = 1.0  # ... in campaigns with at least this many leads a day
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The quality of one detector's alerts on one portfolio; ``incidents`` has one row per incident."""
+
+    alerts: int
+    true_alerts: int
+    false_alerts: int
+    precision: float
+    recall: float
+    f1: float
+    false_per_1k_campaign_days: float
+    recall_by_class: dict[str, float]
+    recall_by_spike_factor: dict[float, float]
+    recall_big_spikes: float
+    median_delay_big_spikes: float
+    median_delay: float
+    p90_delay: float
+    creep_before_double: float
+    party_accuracy: float
+    median_excess_error: float
+    incidents: pd.DataFrame = field(repr=False)
+
+    def row(self) -> dict[str, float]:
+        """Every headline number, flat, for a table."""
+        return {
+            "alerts": self.alerts,
+            "true_alerts": self.true_alerts,
+            "false_alerts": self.false_alerts,
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "false_per_1k": self.false_per_1k_campaign_days,
+            "recall_big_spikes": self.recall_big_spikes,
+            "median_delay_big_spikes": self.median_delay_big_spikes,
+            "median_delay": self.median_delay,
+            "p90_delay": self.p90_delay,
+            "creep_before_double": self.creep_before_double,
+            "party_accuracy": self.party_accuracy,
+            "median_excess_error": self.median_excess_error,
+            **{f"recall_{cls}": value for cls, value in self.recall_by_class.items()},
+            **{f"recall_spike_{factor:g}x": value for factor, value in self.recall_by_spike_factor.items()},
+        }
+
+
+def score(
+    alerts: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    campaign_days: int,
+    eval_start: pd.Timestamp | str,
+    end: pd.Timestamp | str,
+    grace_days: int = 3,
+) -> Scores:
+    """Match ``alerts`` to the ``truth`` incidents (see the module docstring) and summarise.
+
+    ``campaign_days`` is the number of (campaign, day) cells from ``eval_start`` to ``end``: the
+    denominator of the false-alert rate.
+    """
+    alerts = _prepared(alerts, pd.Timestamp(eval_start), pd.Timestamp(end))
+    pairs = _pairs(alerts, truth, grace_days)
+    detecting = pairs[pairs["detects"]]
+    not_false = pairs.loc[pairs["detects"] | pairs["explains"], "alert"].unique()
+    incidents = _per_incident(truth, detecting)
+    n_alerts, n_true = len(alerts), len(not_false)
+    detected = incidents[incidents["detected"]]
+    precision = n_true / n_alerts if n_alerts else np.nan
+    recall = _mean(incidents["detected"])
+    big = incidents[(incidents["cls"] == "spike") & (incidents["magnitude"] >= BIG_SPIKE_FACTOR) & (incidents["base_leads_per_day"] >= BIG_SPIKE_MIN_LEADS)]
+    creeps = incidents[incidents["cls"] == "creep"]
+    spikes = incidents[incidents["cls"] == "spike"]
+    with_excess = detected[detected["true_excess"] > 0]
+    return Scores(
+        alerts=n_alerts,
+        true_alerts=n_true,
+        false_alerts=n_alerts - n_true,
+        precision=precision,
+        recall=recall,
+        f1=_f1(precision, recall),
+        false_per_1k_campaign_days=1000 * (n_alerts - n_true) / campaign_days if campaign_days else np.nan,
+        recall_by_class={cls: _mean(incidents.loc[incidents["cls"] == cls, "detected"]) for cls in CLASSES},
+        recall_by_spike_factor={f: _mean(spikes.loc[np.isclose(spikes["magnitude"], f), "detected"]) for f in SPIKE_FACTORS},
+        recall_big_spikes=_mean(big["detected"]),
+        median_delay_big_spikes=_median(big.loc[big["detected"], "delay_days"]),
+        median_delay=_median(detected["delay_days"]),
+        p90_delay=float(np.percentile(detected["delay_days"], 90)) if len(detected) else np.nan,
+        creep_before_double=_mean(creeps["before_double"]),
+        party_accuracy=_mean(detected["party_correct"]),
+        median_excess_error=_median(with_excess["excess_error"]),
+        incidents=incidents,
+    )
+
+
+def _prepared(alerts: pd.DataFrame, eval_start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    out = alerts[ALERT_COLUMNS].copy()
+    out["campaign_id"] = out["campaign_id"].fillna("").astype(str)
+    out["account_id"] = out["account_id"].astype(str)
+    out["onset"] = pd.to_datetime(out["onset"])
+    out["detected_on"] = pd.to_datetime(out["detected_on"])
+    out = out[(out["detected_on"] >= eval_start) & (out["detected_on"] <= end)]
+    return out.sort_values(["detected_on", "campaign_id"], kind="stable").reset_index(drop=True).rename_axis("alert").reset_index()
+
+
+def _pairs(alerts: pd.DataFrame, truth: pd.DataFrame, grace_days: int) -> pd.DataFrame:
+    """Every (alert, incident) of one account whose detection day falls in the incident's span;
+    ``detects`` and ``explains`` say what the alert does for the incident."""
+    incidents = truth[["incident_id", "account_id", "campaign_id", "scope", "onset", "end"]].rename(
+        columns={"campaign_id": "incident_campaign", "onset": "incident_onset"}
+    )
+    pairs = alerts.merge(incidents, on="account_id")
+    in_span = (pairs["detected_on"] >= pairs["incident_onset"]) & (pairs["detected_on"] <= pairs["end"] + pd.Timedelta(days=grace_days))
+    pairs = pairs[in_span].copy()
+    account_wide = pairs["scope"] == "account"
+    pairs["detects"] = account_wide | (pairs["campaign_id"] == pairs["incident_campaign"])
+    pairs["explains"] = ~account_wide & (pairs["campaign_id"] == "")
+    return pairs
+
+
+def _per_incident(truth: pd.DataFrame, detecting: pd.DataFrame) -> pd.DataFrame:
+    """The truth with, per incident: detected, first detection day, delay, the party the first
+    detecting alert named, the excess-cost estimate and its relative error."""
+    ordered = detecting.sort_values(["detected_on", "alert"], kind="stable").groupby("incident_id")
+    first = ordered.agg(first_detected_on=("detected_on", "first"), detected_party=("managing_party", "first"))
+    estimate = pd.Series({i: _excess_estimate(group) for i, group in detecting.groupby("incident_id")}, name="excess_estimate", dtype=float)
+    out = truth.join(first, on="incident_id").join(estimate, on="incident_id")
+    out["detected"] = out["incident_id"].isin(first.index)
+    out["delay_days"] = (out["first_detected_on"] - out["onset"]).dt.days
+    out["party_correct"] = out["detected_party"] == out["party"]
+    # a creep that never doubles inside the panel is caught "before doubling" whenever it is caught
+    out["before_double"] = out["detected"] & (out["doubles_on"].isna() | (out["first_detected_on"] < out["doubles_on"]))
+    out["excess_error"] = (out["excess_estimate"] - out["true_excess"]).abs() / out["true_excess"].where(out["true_excess"] > 0)
+    return out
+
+
+def _excess_estimate(alerts: pd.DataFrame) -> float:
+    """The detector's excess cost for one incident from its detecting alerts: the largest sum over
+    alerts of one (family, campaign). For an account-wide incident, account-level alerts if there
+    are any, else the family whose alerts across the account's campaigns sum the most."""
+    if (alerts["scope"] == "account").all():
+        account_level = alerts[alerts["campaign_id"] == ""]
+        if len(account_level):
+            return float(account_level.groupby("family")["excess_cost"].sum().max())
+        return float(alerts.groupby("family")["excess_cost"].sum().max())
+    return float(alerts.groupby(["family", "campaign_id"])["excess_cost"].sum().max())
+
+
+def _f1(precision: float, recall: float) -> float:
+    if np.isnan(precision) or np.isnan(recall) or precision + recall == 0:
+        return np.nan if np.isnan(precision) or np.isnan(recall) else 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def _mean(values: pd.Series) -> float:
+    return float(values.astype(float).mean()) if len(values) else np.nan
+
+
+def _median(values: pd.Series) -> float:
+    return float(values.median()) if len(values) else np.nan
+
+
+ORACLE_P_VALUE = 1e-4
+
+
+def detectable_share(truth: pd.DataFrame, metrics: pd.DataFrame) -> float:
+    """The recall of an oracle that reads only spend and leads but knows each incident's true span
+    and normal cost per lead: how much of the portfolio is visible in lead counts at all.
+
+    An incident counts when the leads over its whole span are implausibly few (Poisson
+    p < ``ORACLE_P_VALUE``) for what its spend would have bought at the normal cost per lead, or
+    when it is a spend runaway (visible in spend alone). The normal leads come from the truth:
+    spend − excess is what the leads cost at the normal price. Clicks are evidence the oracle does
+    not read, so a detector that reads them can do better.
+    """
+    from scipy.stats import poisson
+
+    hits = 0
+    for t in truth.itertuples(index=False):
+        rows = (metrics["account_id"] == t.account_id) & metrics["date"].between(t.onset, t.end)
+        if t.scope == "campaign":
+            rows &= metrics["campaign_id"] == t.campaign_id
+        spend, leads = float(metrics.loc[rows, "spend"].sum()), float(metrics.loc[rows, "leads"].sum())
+        normal_cost = spend - t.true_excess
+        days = (t.end - t.onset).days + 1
+        normal_leads = spend * leads / normal_cost if leads > 0 and normal_cost > 0 else t.base_leads_per_day * days
+        hits += t.cls == "spend_runaway" or poisson.cdf(leads, normal_leads) < ORACLE_P_VALUE
+    return hits / len(truth) if len(truth) else float("nan")

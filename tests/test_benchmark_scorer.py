@@ -1,0 +1,125 @@
+"""The detection-quality scorer on tiny hand-made portfolios whose answers are known by construction."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from benchmarks.score import score
+
+EVAL_START, END = pd.Timestamp("2026-01-01"), pd.Timestamp("2026-03-31")
+
+
+def truth_frame(*rows: dict) -> pd.DataFrame:
+    defaults = {
+        "magnitude": 3.0, "mechanism": "", "scope": "campaign", "party": "agency", "true_excess": 1000.0,
+        "base_leads_per_day": 5.0, "doubles_on": pd.NaT, "after_handoff": False,
+    }
+    frame = pd.DataFrame([{**defaults, **row} for row in rows])
+    for column in ("onset", "end", "doubles_on"):
+        frame[column] = pd.to_datetime(frame[column])
+    return frame
+
+
+def alert_frame(*rows: tuple) -> pd.DataFrame:
+    columns = ["account_id", "campaign_id", "family", "detected_on", "managing_party", "excess_cost"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["onset"] = frame["detected_on"]
+    return frame
+
+
+def run(alerts: pd.DataFrame, truth: pd.DataFrame, campaign_days: int = 1000):
+    return score(alerts, truth, campaign_days=campaign_days, eval_start=EVAL_START, end=END)
+
+
+@pytest.fixture
+def portfolio() -> pd.DataFrame:
+    return truth_frame(
+        {"incident_id": 1, "cls": "spike", "account_id": "A", "campaign_id": "a1", "onset": "2026-01-10", "end": "2026-01-15", "party": "beacon"},
+        {"incident_id": 2, "cls": "tracking_loss", "magnitude": 0.0, "scope": "account", "account_id": "B", "campaign_id": "",
+         "onset": "2026-02-01", "end": "2026-02-05", "true_excess": 2000.0},
+        {"incident_id": 3, "cls": "creep", "magnitude": 0.05, "account_id": "A", "campaign_id": "a2", "onset": "2026-03-01",
+         "end": "2026-03-20", "doubles_on": "2026-03-10", "true_excess": 500.0},
+        {"incident_id": 4, "cls": "spend_runaway", "magnitude": 4.0, "account_id": "C", "campaign_id": "c9", "onset": "2026-03-01", "end": "2026-03-04"},
+    )
+
+
+@pytest.fixture
+def alerts() -> pd.DataFrame:
+    return alert_frame(
+        ("A", "a1", "cost_per_lead", "2026-01-11", "beacon", 800.0),  # hit, one day after onset
+        ("A", "a1", "cost_per_lead", "2026-01-17", "beacon", 300.0),  # late, within the grace days
+        ("A", "", "spend", "2026-01-12", "beacon", 50.0),  # account-level: explained, not a detection
+        ("B", "b5", "cost_per_lead", "2026-02-07", "beacon", 1500.0),  # account-wide incident: party mismatch
+        ("B", "b5", "leads", "2026-02-07", "beacon", 1900.0),
+        ("B", "b6", "cost_per_lead", "2026-02-07", "beacon", 300.0),
+        ("C", "c9", "cost_per_lead", "2026-01-11", "agency", 10.0),  # false: nothing there
+        ("A", "a1", "cost_per_lead", "2026-01-19", "beacon", 10.0),  # false: past the grace days
+        ("A", "a1", "cost_per_lead", "2025-12-20", "agency", 10.0),  # before eval_start: ignored
+        ("A", "a2", "cost_per_lead", "2026-03-08", "agency", 600.0),  # creep caught before it doubles
+    )
+
+
+def test_alert_counts_precision_recall(portfolio, alerts):
+    s = run(alerts, portfolio)
+    assert (s.alerts, s.true_alerts, s.false_alerts) == (9, 7, 2)
+    assert s.precision == pytest.approx(7 / 9)
+    assert s.recall == pytest.approx(3 / 4)
+    assert s.f1 == pytest.approx(2 * (7 / 9) * 0.75 / (7 / 9 + 0.75))
+    assert s.false_per_1k_campaign_days == pytest.approx(2.0)
+
+
+def test_recall_by_class_and_large_spikes(portfolio, alerts):
+    s = run(alerts, portfolio)
+    assert s.recall_by_class == {"spike": 1.0, "tracking_loss": 1.0, "creep": 1.0, "spend_runaway": 0.0}
+    assert s.recall_by_spike_factor[3.0] == 1.0 and math.isnan(s.recall_by_spike_factor[10.0])
+    assert (s.recall_big_spikes, s.median_delay_big_spikes) == (1.0, 1.0)
+    assert s.creep_before_double == 1.0
+
+
+def test_delays_party_and_excess(portfolio, alerts):
+    s = run(alerts, portfolio)
+    per = s.incidents.set_index("incident_id")
+    assert per["delay_days"].loc[[1, 2, 3]].tolist() == [1, 6, 7]
+    assert (s.median_delay, s.p90_delay) == (6.0, pytest.approx(6.8))
+    assert per["party_correct"].loc[[1, 2, 3]].tolist() == [True, False, True]
+    assert s.party_accuracy == pytest.approx(2 / 3)
+    # a1: 800 + 300 of one family; B: the best family summed over campaigns (leads 1900 > cpl 1800)
+    assert per["excess_estimate"].loc[[1, 2, 3]].tolist() == [1100.0, 1900.0, 600.0]
+    assert per["excess_error"].loc[[1, 2, 3]].tolist() == pytest.approx([0.1, 0.05, 0.2])
+    assert s.median_excess_error == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("alerts", "detected", "false_alerts", "estimate"),
+    [
+        pytest.param(alert_frame(("B", "", "leads", "2026-02-02", "agency", 2100.0), ("B", "b5", "leads", "2026-02-02", "agency", 900.0)),
+                     True, 0, 2100.0, id="account-level-alert-preferred-for-account-incident"),
+        pytest.param(alert_frame(("B", "b5", "leads", "2026-02-09", "agency", 900.0)), False, 1, None, id="one-day-past-grace"),
+        pytest.param(alert_frame(("B", "b5", "leads", "2026-01-31", "agency", 900.0)), False, 1, None, id="day-before-onset"),
+    ],
+)
+def test_account_incident(alerts, detected, false_alerts, estimate):
+    truth = truth_frame({"incident_id": 1, "cls": "tracking_loss", "scope": "account", "account_id": "B", "campaign_id": "",
+                         "onset": "2026-02-01", "end": "2026-02-05", "true_excess": 2000.0})
+    s = run(alerts, truth)
+    assert (s.recall, s.false_alerts) == (float(detected), false_alerts)
+    if estimate is not None:
+        assert s.incidents["excess_estimate"].iloc[0] == estimate
+
+
+def test_account_level_alert_explains_but_does_not_detect_a_campaign_incident():
+    truth = truth_frame({"incident_id": 1, "cls": "spike", "account_id": "A", "campaign_id": "a1", "onset": "2026-01-10", "end": "2026-01-15"})
+    s = run(alert_frame(("A", "", "spend", "2026-01-12", "agency", 100.0)), truth)
+    assert (s.alerts, s.false_alerts, s.recall, s.precision) == (1, 0, 0.0, 1.0)
+    assert math.isnan(s.median_delay) and math.isnan(s.party_accuracy)
+
+
+def test_no_alerts():
+    truth = truth_frame({"incident_id": 1, "cls": "spike", "account_id": "A", "campaign_id": "a1", "onset": "2026-01-10", "end": "2026-01-15"})
+    s = run(alert_frame(), truth)
+    assert (s.alerts, s.recall) == (0, 0.0)
+    assert math.isnan(s.precision) and math.isnan(s.f1)
+    assert not s.incidents["detected"].any()
