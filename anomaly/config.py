@@ -181,6 +181,7 @@ class RuleBase(StrictModel):
     min_spend: float = Field(0.0, ge=0)
     min_expected_leads: float = Field(0.0, ge=0)
     max_p_value: float | None = Field(None, gt=0, le=1)
+    baseline_lag_days: int = Field(0, ge=0, le=90)
     scope: Scope = Scope()
     forest: ForestGate = ForestGate()
     after_ownership_change: AfterOwnershipChange | None = None
@@ -250,13 +251,16 @@ class RuleBase(StrictModel):
 class CplRatioRule(RuleBase):
     """Cost per lead over the window at least ``warning``× the campaign's baseline.
 
-    Zero leads with spend counts as an infinite ratio. ``max_p_value`` (default 0.001) asks that so
-    few leads for the spend be implausible at the baseline cost per lead (Poisson), so that two
-    noisy days of a small campaign do not alert.
+    The ratio is estimated with one pseudo-lead on each side, so zero leads on a day that should
+    have bought four reads as 5×, not infinity. ``max_p_value`` (default 0.001) asks that so few
+    leads for the spend be implausible at the baseline cost per lead, so that two noisy days of a
+    small campaign do not alert. With ``use_clicks`` the clicks count as evidence too: a cost per
+    click far above baseline shows a spike on its first day, before the leads can.
     """
 
     type: Literal["cpl_ratio"]
     max_p_value: float | None = Field(0.001, gt=0, le=1)
+    use_clicks: bool = True
 
     @classmethod
     def _check_threshold(cls, value: float) -> str | None:
@@ -300,6 +304,20 @@ class ThresholdRule(RuleBase):
         return None if value >= 0 else "must be >= 0"
 
 
+class SpendRatioRule(RuleBase):
+    """Spend over the window at least ``warning``× what the campaign usually spends on those
+    weekdays: a runaway budget or bid. Budget changes within the ratio stay quiet."""
+
+    type: Literal["spend_ratio"]
+
+    def default_family(self) -> str:
+        return "spend"
+
+    @classmethod
+    def _check_threshold(cls, value: float) -> str | None:
+        return None if value > 1 else "must be a ratio > 1"
+
+
 class IsolationForestRule(RuleBase):
     """The isolation-forest score alone (0..1, higher = more anomalous than more of history), only on
     days whose cost per lead is worse than baseline: cheaper leads never alert."""
@@ -323,11 +341,12 @@ RULE_TYPES: dict[str, type[RuleBase]] = {
     "cpl_ratio": CplRatioRule,
     "lead_shortfall": LeadShortfallRule,
     "threshold": ThresholdRule,
+    "spend_ratio": SpendRatioRule,
     "isolation_forest": IsolationForestRule,
 }
 
 Rule = Annotated[
-    Union[CplRatioRule, LeadShortfallRule, ThresholdRule, IsolationForestRule],
+    Union[CplRatioRule, LeadShortfallRule, ThresholdRule, SpendRatioRule, IsolationForestRule],
     Field(discriminator="type"),
 ]
 
@@ -420,22 +439,37 @@ class OwnershipConfig(StrictModel):
 
 
 class BaselineConfig(StrictModel):
-    """Each campaign's trailing baseline: exponentially weighted, and blind to days that are
-    significantly worse than it (so an ongoing incident does not become the new normal)."""
+    """Each campaign's trailing baseline: exponentially weighted, blind to days that are
+    significantly worse than it (so an ongoing incident does not become the new normal), held at
+    its pre-handoff level for ``probation_days`` after the managing party changes, and for small
+    campaigns shrunk toward the account's cost per lead by ``shrink_leads`` pseudo-leads."""
 
     half_life_days: float = Field(14.0, gt=0, le=365)
     min_days: int = Field(14, ge=1, le=365)
-    min_leads: float = Field(10.0, ge=0)
+    min_leads: float = Field(5.0, ge=0)
     elevated_ratio: float = Field(1.3, gt=1)
     elevated_p_value: float = Field(0.01, gt=0, le=1)
     max_excluded_days: int = Field(28, ge=1, le=365)
+    probation_days: int = Field(28, ge=0, le=365)
+    shrink_leads: float = Field(5.0, ge=0)
+    weekday_half_life_weeks: float = Field(8.0, gt=0, le=104)
+    weekday_prior_weeks: float = Field(2.0, ge=0)
+
+
+class VariationConfig(StrictModel):
+    """Day-to-day variation beyond counting noise, as a coefficient of variation: how much a
+    campaign's cost per lead (``leads``) and cost per click (``clicks``) move on a normal day.
+    Larger values make every significance test more cautious."""
+
+    leads: float = Field(0.15, ge=0, le=2)
+    clicks: float = Field(0.15, ge=0, le=2)
 
 
 class ForestConfig(StrictModel):
     """One isolation forest for the whole portfolio, refitted on the first of each month on the
     ``training_days`` before it, so a replay and a live run score every day the same way."""
 
-    enabled: bool = True
+    enabled: bool = False
     n_estimators: int = Field(100, ge=1, le=1000)
     max_samples: int = Field(256, ge=16, le=100_000)
     training_days: int = Field(180, ge=7, le=3650)
@@ -449,7 +483,9 @@ class IncidentConfig(StrictModel):
 
 
 class DetectionConfig(StrictModel):
+    account_level: bool = True  # also watch each account's total, as if it were one more campaign
     baseline: BaselineConfig = BaselineConfig()
+    variation: VariationConfig = VariationConfig()
     forest: ForestConfig = ForestConfig()
     incidents: IncidentConfig = IncidentConfig()
 
@@ -696,6 +732,12 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> t
         rules_dir = path.parent / (named if isinstance(named, str) and named else "rules")
     rules, rule_problems = _load_rules(rules_dir, config.parties if config is not None else None, environ)
     problems.extend(rule_problems)
+    if config is not None and not config.detection.forest.enabled:
+        problems.extend(
+            Problem(str(path), "detection.forest.enabled", f"rule {rule.name!r} uses the isolation forest: set it to true, or disable the rule")
+            for rule in rules
+            if rule.enabled and (rule.type == "isolation_forest" or rule.forest.mode != "ignore")
+        )
     if problems:
         raise ConfigError(problems)
     return config, rules

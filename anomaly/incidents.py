@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly.detect import Detection
+from anomaly.detect.panel import ACCOUNT_TOTAL
 from anomaly.ownership import party_of_email
 from anomaly.store import IncidentWrite
 
@@ -147,9 +148,10 @@ def build_incidents(
             by_party[party] = by_party.get(party, 0.0) + float(amount)
         since = detection.party_since[on, c]
         window_start = ep.onset - pd.Timedelta(days=changes_before_onset_days)
+        same_campaign = (changes["campaign_id"] == ep.campaign_id) | (changes["campaign_id"] == "") | (ep.campaign_id == ACCOUNT_TOTAL)
         nearby = changes[
             (changes["account_id"] == ep.account_id)
-            & ((changes["campaign_id"] == ep.campaign_id) | (changes["campaign_id"] == ""))
+            & same_campaign
             & (changes["_day"] >= window_start)
             & (changes["_day"] <= ep.detected_on)
         ]

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from anomaly.errors import AnomalyError
 from anomaly.schema import CHANGE_COLUMNS, DAILY, METRIC_COLUMNS, METRIC_KEY, empty_changes, empty_metrics

@@ -22,8 +22,8 @@ from anomaly.config import (
     CplRatioRule,
     DetectionConfig,
     ForestGate,
-    IsolationForestRule,
     LeadShortfallRule,
+    SpendRatioRule,
     Scope,
     ThresholdRule,
     interpolate_env,
@@ -38,11 +38,12 @@ REPO = Path(__file__).resolve().parent.parent
 ONE_RULE = {"a.yaml": "rules:\n  - {name: r1, type: cpl_ratio, warning: 2}\n"}
 PARTY_A = "parties:\n  a: {name: Agency A}\n"
 CONFIG_KEYS = "alerts, detection, ownership, parties, rules_dir, sources, store"
-RULE_KEYS = (
-    "after_ownership_change, critical, description, enabled, family, forest, max_p_value, "
-    "min_expected_leads, min_spend, name, scope, type, warning, window_days"
+RULE_KEYS = (  # a cpl_ratio rule's
+    "after_ownership_change, baseline_lag_days, critical, description, enabled, family, forest, max_p_value, "
+    "min_expected_leads, min_spend, name, scope, type, use_clicks, warning, window_days"
 )
-RULE_TYPE_NAMES = "'cpl_ratio', 'lead_shortfall', 'threshold', 'isolation_forest'"
+RULE_TYPE_NAMES = "'cpl_ratio', 'lead_shortfall', 'threshold', 'spend_ratio', 'isolation_forest'"
+WITH_FOREST = "detection:\n  forest:\n    enabled: true\n"
 
 
 def write_case(root: Path, config: str | bytes, rules: dict[str, str] | None = ONE_RULE, rules_dir: str = "rules") -> Path:
@@ -91,7 +92,8 @@ CONFIG_ERRORS = [
         """,
         [
             "config.yaml: detection.baseline.half_lfe_days: unknown key; did you mean 'half_life_days'? expected one of: "
-            "elevated_p_value, elevated_ratio, half_life_days, max_excluded_days, min_days, min_leads"
+            "elevated_p_value, elevated_ratio, half_life_days, max_excluded_days, min_days, min_leads, "
+            "probation_days, shrink_leads, weekday_half_life_weeks, weekday_prior_weeks"
         ],
         id="unknown-key-nested",
     ),
@@ -380,7 +382,7 @@ RULE_ERRORS = [
         "", rule("- {name: r1, type: threshold, metric: cpl, warning: 400, directon: below}\n"),
         [
             "rules/a.yaml: rules[0].directon: unknown key; did you mean 'direction'? expected one of: "
-            "after_ownership_change, critical, description, direction, enabled, family, forest, max_p_value, metric, "
+            "after_ownership_change, baseline_lag_days, critical, description, direction, enabled, family, forest, max_p_value, metric, "
             "min_expected_leads, min_spend, name, scope, type, warning, window_days"
         ],
         id="unknown-key-typo-type-specific",
@@ -671,7 +673,7 @@ def test_cross_reference_problems_are_reported_with_rule_problems(tmp_path: Path
     ],
 )
 def test_rule_thresholds_accepted(tmp_path: Path, text: str) -> None:
-    path = write_case(tmp_path, "", rule(f"- {text}\n"))
+    path = write_case(tmp_path, WITH_FOREST, rule(f"- {text}\n"))
     _, rules = load_config(path, environ={})
     assert [r.name for r in rules] == ["r"]
 
@@ -785,7 +787,7 @@ def test_empty_config_loads_with_the_model_defaults(tmp_path: Path) -> None:
             - {name: ratio, type: cpl_ratio, warning: 2}
             - {name: shortfall, type: lead_shortfall, warning: 0.2}
             - {name: clicks-low, type: threshold, metric: clicks, direction: below, warning: 10}
-            - {name: forest, type: isolation_forest, warning: 0.99}
+            - {name: runaway, type: spend_ratio, warning: 3}
             """
         ),
     )
@@ -798,15 +800,16 @@ def test_empty_config_loads_with_the_model_defaults(tmp_path: Path) -> None:
     assert config.detection == DetectionConfig()
     assert (config.detection.baseline.half_life_days, config.detection.forest.n_estimators, config.detection.incidents.resolve_after_days) == (14.0, 100, 2)
 
-    ratio, shortfall, clicks, forest = rules
-    assert (type(ratio), type(shortfall), type(clicks), type(forest)) == (CplRatioRule, LeadShortfallRule, ThresholdRule, IsolationForestRule)
+    ratio, shortfall, clicks, runaway = rules
+    assert (type(ratio), type(shortfall), type(clicks), type(runaway)) == (CplRatioRule, LeadShortfallRule, ThresholdRule, SpendRatioRule)
     for r in rules:
         assert (r.enabled, r.window_days, r.critical, r.min_spend, r.description) == (True, 1, None, 0.0, "")
         assert (r.scope, r.forest, r.after_ownership_change) == (Scope(), ForestGate(mode="ignore", min_score=0.99), None)
     assert (ratio.max_p_value, ratio.min_expected_leads, ratio.rule_family) == (0.001, 0.0, "cost_per_lead")
     assert (shortfall.max_p_value, shortfall.min_expected_leads, shortfall.breach_direction()) == (0.001, 3.0, "below")
     assert (clicks.max_p_value, clicks.rule_family, clicks.breach_direction()) == (None, "clicks", "below")
-    assert (forest.max_p_value, forest.breach_direction()) == (None, "above")
+    assert (ratio.use_clicks, ratio.baseline_lag_days) == (True, 0)
+    assert (runaway.max_p_value, runaway.rule_family, runaway.breach_direction()) == (None, "spend", "above")
 
 
 def test_models_are_frozen(tmp_path: Path) -> None:
@@ -823,7 +826,7 @@ def test_models_are_frozen(tmp_path: Path) -> None:
 
 
 def test_rule_types_are_keyed_by_their_yaml_type() -> None:
-    assert list(RULE_TYPES) == ["cpl_ratio", "lead_shortfall", "threshold", "isolation_forest"]
+    assert list(RULE_TYPES) == ["cpl_ratio", "lead_shortfall", "threshold", "spend_ratio", "isolation_forest"]
     for name, model in RULE_TYPES.items():
         assert typing.get_args(model.model_fields["type"].annotation) == (name,)
 
@@ -833,9 +836,10 @@ def test_each_yaml_type_loads_as_its_registered_model(tmp_path: Path) -> None:
         "cpl_ratio": "warning: 2",
         "lead_shortfall": "warning: 0.2",
         "threshold": "metric: cpl, warning: 400",
+        "spend_ratio": "warning: 3",
         "isolation_forest": "warning: 0.99",
     }
-    path = write_case(tmp_path, "", rule("".join(f"- {{name: {n.replace('_', '-')}, type: {n}, {t}}}\n" for n, t in texts.items())))
+    path = write_case(tmp_path, WITH_FOREST, rule("".join(f"- {{name: {n.replace('_', '-')}, type: {n}, {t}}}\n" for n, t in texts.items())))
     _, rules = load_config(path, environ={})
     assert [type(r) for r in rules] == [RULE_TYPES[n] for n in texts]
 
@@ -928,6 +932,23 @@ def test_cli_check_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFix
             "rules/a.yaml: rules[1].warning: must be a score > 0 and < 1, got 1",
         ],
     ) + "\n3 problems found.\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("- {name: f1, type: isolation_forest, warning: 0.99}\n", id="isolation-forest-rule"),
+        pytest.param("- {name: f1, type: cpl_ratio, warning: 2, forest: {mode: escalate}}\n", id="forest-gate"),
+    ],
+)
+def test_a_rule_that_needs_the_forest_needs_it_enabled(tmp_path: Path, text: str) -> None:
+    path = write_case(tmp_path, "", rule(text))
+    assert str(load_error(path, environ={})) == expected(
+        tmp_path, ["config.yaml: detection.forest.enabled: rule 'f1' uses the isolation forest: set it to true, or disable the rule"]
+    )
+    (tmp_path / "on").mkdir()
+    write_case(tmp_path / "on", WITH_FOREST, rule(text))
+    assert [r.name for r in load_config(tmp_path / "on" / "config.yaml", environ={})[1]] == ["f1"]
 
 
 def test_cli_check_repo_config(capsys: pytest.CaptureFixture[str]) -> None:

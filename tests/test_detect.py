@@ -11,6 +11,7 @@ from anomaly.config import (
     DetectionConfig,
     ForestConfig,
     LeadShortfallRule,
+    SpendRatioRule,
     ThresholdRule,
     load_rules,
 )
@@ -21,36 +22,56 @@ from anomaly.schema import empty_ownership
 from tests.helpers import PROJECT, daily_frame, periods, steady
 
 DEFAULT_RULES = load_rules(PROJECT / "rules")
-NO_FOREST = DetectionConfig(forest=ForestConfig(enabled=False))
+NO_FOREST = DetectionConfig(account_level=False)  # one campaign at a time, as the rules see it
+WITH_FOREST = DetectionConfig(account_level=False, forest=ForestConfig(enabled=True))
 
 
 def _run(metrics, rules=DEFAULT_RULES, ownership=None, params=NO_FOREST, **kw):
     return detect(metrics, empty_ownership() if ownership is None else ownership, rules, params, **kw)
 
 
-def _with_tail(days: int, tail_spend, tail_leads, *, spend=1000.0, cpl=100.0, seed=1) -> pd.DataFrame:
+def _with_tail(days: int, tail_spend, tail_leads, *, spend=1000.0, cpl=100.0, seed=1, tail_clicks=None) -> pd.DataFrame:
     series = steady(days, spend, cpl, seed)
     series["spend"] = np.concatenate([series["spend"], tail_spend])
     series["leads"] = np.concatenate([series["leads"], tail_leads])
+    if tail_clicks is not None:
+        series["clicks"] = np.concatenate([np.round(series["spend"][:days] / 2), tail_clicks])
     return daily_frame({"c1": series})
+
+
+def _tail_findings(metrics, days: int = 2, **kw) -> pd.DataFrame:
+    findings = _run(metrics, **kw).findings
+    assert findings[findings["date"] < metrics["date"].max() - pd.Timedelta(days=days - 1)].empty, "nothing before the tail"
+    return findings
 
 
 @pytest.mark.parametrize(
     ("tail_spend", "tail_leads", "expected_rules"),
     [
-        pytest.param([1000, 1000], [0, 0], {"cpl-spike-1d", "cpl-spike-3d", "leads-stopped"}, id="zero-leads-with-spend"),
+        pytest.param([1000, 1000], [0, 0], {"cpl-spike-1d", "leads-stopped"}, id="zero-leads-with-spend"),
         pytest.param([1000, 1000], [10, 11], set(), id="normal-days"),
         pytest.param([1000, 1000], [20, 22], set(), id="cheaper-leads-never-alert"),
         pytest.param([2000, 2000], [20, 19], set(), id="budget-doubles-same-cpl"),
         pytest.param([500, 450], [5, 4], set(), id="weekend-dip"),
-        pytest.param([1000, 1000], [1, 1], {"cpl-spike-1d", "leads-stopped"}, id="10x-spike"),
+        pytest.param([1000, 1000], [1, 1], {"leads-stopped"}, id="10x-spike-proven-on-the-second-day"),
+        pytest.param([1000, 1000], [4, 4], set(), id="2.5x-for-two-days-is-not-yet-proof"),
     ],
 )
 def test_rules_on_the_last_two_days(tail_spend, tail_leads, expected_rules):
     metrics = _with_tail(60, tail_spend, tail_leads)
-    findings = _run(metrics).findings
-    assert set(findings.loc[findings["date"] >= metrics["date"].max() - pd.Timedelta(days=1), "rule"]) == expected_rules
-    assert findings[findings["date"] < metrics["date"].max() - pd.Timedelta(days=1)].empty
+    assert set(_tail_findings(metrics)["rule"]) == expected_rules
+
+
+def test_zero_leads_with_spend_alerts_on_the_first_day():
+    metrics = _with_tail(60, [1000], [0])
+    findings = _tail_findings(metrics, days=1)
+    assert set(findings["rule"]) == {"cpl-spike-1d"}
+    assert set(findings["severity"]) == {"critical"}  # 0 of ~10 expected leads: (10 + 1) / (0 + 1) ≥ 4×
+
+
+def test_a_two_lead_campaigns_empty_day_does_not_alert():
+    metrics = _with_tail(60, [200, 200], [0, 0], spend=200.0)  # about 2 leads a day at $100
+    assert _tail_findings(metrics).empty
 
 
 def test_low_volume_noise_never_alerts():
@@ -59,11 +80,50 @@ def test_low_volume_noise_never_alerts():
     assert ((metrics["leads"] == 0).mean() > 0.3) and metrics["leads"].max() >= 2  # really 0..2+ a day
 
 
+def test_a_cost_per_click_jump_shows_on_day_one_before_the_leads_can():
+    # 1 lead a day; the day's clicks fall from 500 to 100 for the same spend (cost per click 5×)
+    metrics = _with_tail(60, [200], [0], spend=200.0, cpl=200.0, tail_clicks=[20])
+    metrics.loc[metrics["date"] < metrics["date"].max(), "clicks"] = 100
+    with_clicks = _tail_findings(metrics, days=1)
+    assert set(with_clicks["rule"]) == {"cpl-spike-1d"}
+    without = [r.model_copy(update={"use_clicks": False}) if r.type == "cpl_ratio" else r for r in DEFAULT_RULES]
+    assert _run(metrics, without).findings.empty  # one day without a lead proves nothing at 1 lead a day
+
+
+def test_a_slow_small_campaign_problem_is_caught_by_the_two_week_window():
+    # 3 leads a day, then 1 a day for two weeks (cost per lead 3×): no single day or week proves it
+    base = steady(90, 300.0, 100.0, seed=11)
+    metrics = daily_frame({"c1": {"spend": np.append(base["spend"], np.full(14, 300.0)), "leads": np.append(base["leads"], np.ones(14))}})
+    findings = _run(metrics).findings
+    assert set(findings["rule"]) == {"cpl-spike-14d"}
+    assert findings["date"].min() >= metrics["date"].iloc[-2]  # it took the two weeks
+
+
+def test_spend_runaway_alerts_and_a_budget_doubling_does_not():
+    for factor, expected in ((4.0, {"spend-runaway"}), (2.0, set())):
+        base = steady(60, 1000.0, 100.0, seed=3)
+        series = {"spend": np.append(base["spend"], [1000 * factor]), "leads": np.append(base["leads"], [10 * factor / 1.3])}
+        assert set(_tail_findings(daily_frame({"c1": series}), days=1)["rule"]) == expected, factor
+
+
+def test_spend_compares_a_day_with_the_same_weekday():
+    # weekends spend half; a Saturday at the weekday level is normal on a Monday, 2× on a Saturday
+    dates = pd.date_range("2026-01-05", periods=84, freq="D")  # starts on a Monday
+    weekly = np.where(dates.day_of_week >= 5, 500.0, 1000.0)
+    rng = np.random.default_rng(4)
+    spend = weekly * rng.lognormal(0, 0.03, len(dates))
+    spend[-1] = 1500.0  # the last day is a Sunday: 3× its weekday, 1.6× the average day
+    metrics = daily_frame({"c1": {"spend": spend, "leads": rng.poisson(spend / 100).astype(float)}})
+    rule = SpendRatioRule(type="spend_ratio", name="s", warning=2.5)
+    assert dates[-1].day_of_week == 6
+    assert _run(metrics, [rule]).findings["date"].tolist() == [dates[-1]]
+
+
 def test_cheaper_leads_never_alert_even_with_the_forest():
     series = steady(240, 1000.0, 100.0, seed=3)
     series["leads"][200:] = np.random.default_rng(5).poisson(series["spend"][200:] / 33)  # a third of the cost
     metrics = daily_frame({"c1": series, **{f"o{i}": steady(240, 800.0, 90.0, seed=10 + i) for i in range(4)}})
-    detection = _run(metrics, params=DetectionConfig())
+    detection = _run(metrics, params=WITH_FOREST)
     assert not np.isnan(detection.score).all()  # the forest did score
     findings = detection.findings
     assert findings[(findings["campaign_id"] == "c1") & (findings["date"] >= metrics["date"].iloc[200])].empty
@@ -79,13 +139,15 @@ def test_baseline_does_not_absorb_an_ongoing_incident():
     assert pd.isna(episode["resolved_on"]) and episode["onset"] == metrics["date"].iloc[60]
 
 
-def test_incident_resolves_after_quiet_days():
-    metrics = _with_tail(60, [1000] * 3 + [1000] * 5, [1] * 3 + [10, 11, 9, 10, 10])
+def test_incident_resolves_once_the_week_is_back_to_normal():
+    normal = [10, 11, 9, 10, 10, 10, 9, 11, 10, 10, 10, 10]
+    metrics = _with_tail(60, [1000] * 15, [1] * 3 + normal)
     episode = _run(metrics).episodes.iloc[0]
     first = metrics["date"].iloc[60]
-    assert (episode["onset"], episode["detected_on"]) == (first, first)
-    assert episode["last_active"] == first + pd.Timedelta(days=2)
-    assert episode["resolved_on"] == first + pd.Timedelta(days=4)  # two quiet days (resolve_after_days)
+    assert (episode["onset"], episode["detected_on"]) == (first, first + pd.Timedelta(days=1))  # 1 of 10: proven on day two
+    assert episode["last_active"] == first + pd.Timedelta(days=2)  # the last bad day
+    # open while the trailing week is still clearly short of leads, then two quiet days
+    assert episode["resolved_on"] == first + pd.Timedelta(days=9)
 
 
 def test_onset_is_when_it_began_not_when_it_was_noticed():
@@ -139,8 +201,8 @@ NOISY = {"type": "cpl_ratio", "name": "g", "warning": 1.3, "max_p_value": None} 
 
 def test_forest_require_gate_keeps_only_high_scores():
     metrics = _gate_metrics()
-    alone = _run(metrics, [CplRatioRule(**NOISY)], params=DetectionConfig())
-    gated = _run(metrics, [CplRatioRule(**NOISY, forest={"mode": "require", "min_score": 0.99})], params=DetectionConfig())
+    alone = _run(metrics, [CplRatioRule(**NOISY)], params=WITH_FOREST)
+    gated = _run(metrics, [CplRatioRule(**NOISY, forest={"mode": "require", "min_score": 0.99})], params=WITH_FOREST)
     scored = gated.findings["score"].notna()
     assert (gated.findings.loc[scored, "score"] >= 0.99).all()
     assert len(gated.findings) < len(alone.findings)
@@ -153,9 +215,9 @@ def test_forest_require_gate_keeps_only_high_scores():
 @pytest.mark.parametrize(
     ("gate", "params", "expected"),
     [
-        pytest.param({"mode": "escalate", "min_score": 0.5}, DetectionConfig(), {"critical"}, id="escalate-warning-to-critical"),
+        pytest.param({"mode": "escalate", "min_score": 0.5}, WITH_FOREST, {"critical"}, id="escalate-warning-to-critical"),
         pytest.param({"mode": "escalate", "min_score": 0.5}, NO_FOREST, {"warning"}, id="escalate-without-model"),
-        pytest.param({"mode": "ignore"}, DetectionConfig(), {"warning"}, id="ignore"),
+        pytest.param({"mode": "ignore"}, WITH_FOREST, {"warning"}, id="ignore"),
     ],
 )
 def test_forest_escalate_gate(gate, params, expected):
@@ -170,7 +232,7 @@ def test_forest_escalate_gate(gate, params, expected):
         pytest.param(ThresholdRule(type="threshold", name="t", metric="cpl", warning=150), [61], id="cpl-above"),
         pytest.param(ThresholdRule(type="threshold", name="t", metric="leads", direction="below", warning=12, window_days=2), [61], id="leads-below-over-two-days"),
         pytest.param(ThresholdRule(type="threshold", name="t", metric="spend", warning=1500), [], id="spend-never-above"),
-        pytest.param(LeadShortfallRule(type="lead_shortfall", name="s", warning=0.5, window_days=1), [61], id="shortfall"),
+        pytest.param(LeadShortfallRule(type="lead_shortfall", name="s", warning=0.5, window_days=1, max_p_value=0.01), [61], id="shortfall"),
     ],
 )
 def test_threshold_and_shortfall(rule, expected_days):
@@ -204,7 +266,7 @@ def test_changing_data_after_a_day_changes_no_decision_up_to_it(cutoff):
     altered.loc[later, "spend"] *= 7
     altered.loc[later, "leads"] = 0.0
     ownership = periods(("4821937710", "", "northwind", "2025-11-01", "2026-07-08"), ("4821937710", "", "beacon", "2026-07-08", None))
-    params = DetectionConfig()
+    params = DetectionConfig(forest=ForestConfig(enabled=True))  # account totals on: every part takes part
     runs = [
         detect(frame, ownership, DEFAULT_RULES, params)
         for frame in (metrics, altered, metrics[metrics["date"] <= cutoff])  # the last: a live run on day D
@@ -221,3 +283,101 @@ def test_changing_data_after_a_day_changes_no_decision_up_to_it(cutoff):
         days = runs[0].panel.dates <= cutoff
         np.testing.assert_array_equal(run.score[: days.sum()], runs[0].score[days])
     assert not np.isnan(runs[0].score).all()  # the forest took part
+
+
+# ---------------------------------------------------------------------------------------------
+# A change of managing party is a changepoint
+
+
+def _handoff(metrics: pd.DataFrame, days_before_last: int) -> pd.DataFrame:
+    change = metrics["date"].max() - pd.Timedelta(days=days_before_last)
+    return periods(("A", "", "agency", "2025-01-01", change), ("A", "", "partner", change, None))
+
+
+@pytest.mark.parametrize(("handoff", "alerts"), [pytest.param(True, True, id="day-one-after-handoff"), pytest.param(False, False, id="same-day-no-handoff")])
+def test_a_handoff_spike_alerts_on_its_first_day(handoff, alerts):
+    metrics = _with_tail(60, [1000], [1])  # 1 lead where 10 were usual: suggestive, not yet proof
+    ownership = _handoff(metrics, 0) if handoff else periods(("A", "", "agency", "2025-01-01", None))
+    findings = _run(metrics, ownership=ownership).findings
+    assert set(findings["rule"]) == ({"cpl-spike-1d"} if alerts else set())
+    if alerts:
+        assert findings["date"].tolist() == [metrics["date"].max()]
+
+
+def test_the_baseline_holds_its_pre_handoff_level_during_probation():
+    # the new party runs the campaign at 1.5× the cost per lead: never significant on one day
+    base = steady(60, 1000.0, 100.0, seed=2)
+    worse = steady(40, 1000.0, 150.0, seed=3)
+    metrics = daily_frame({"c1": {k: np.append(base[k], worse[k]) for k in ("spend", "leads")}})
+    ownership = _handoff(metrics, 39)  # the partner took over on the first worse day
+    held = _run(metrics, ownership=ownership).baseline
+    moving = _run(metrics, ownership=ownership, params=DetectionConfig(account_level=False, baseline={"probation_days": 0})).baseline
+    assert held.held[60:88, 0].all() and not held.held[88:, 0].any()  # 28 days of probation
+    assert held.cpl[87, 0] == pytest.approx(held.cpl[60, 0])  # still the agency's level
+    assert held.cpl[60, 0] == pytest.approx(100, rel=0.1)
+    assert moving.cpl[87, 0] > 1.25 * held.cpl[87, 0]  # without the hold the new level becomes "normal"
+
+
+# ---------------------------------------------------------------------------------------------
+# Account totals, shrinkage, one incident per problem
+
+
+def test_tracking_lost_across_an_account_shows_in_its_total():
+    campaigns = {f"c{i}": steady(60, 150.0, 100.0, seed=30 + i) for i in range(5)}  # 1.5 leads a day each
+    for series in campaigns.values():
+        series["spend"] = np.append(series["spend"], [150.0, 150.0])
+        series["leads"] = np.append(series["leads"], [0.0, 0.0])
+    metrics = daily_frame(campaigns)
+    findings = _run(metrics, params=DetectionConfig()).findings
+    assert set(findings["campaign_id"]) == {""}  # only the account total: no campaign alone proves it
+    assert set(findings["family"]) == {"cost_per_lead"}
+    episodes = _run(metrics, params=DetectionConfig()).episodes
+    assert episodes[["account_id", "campaign_id"]].values.tolist() == [["A", ""]]
+
+
+def test_an_account_total_gives_way_to_the_campaign_that_explains_it():
+    campaigns = {"big": steady(60, 1000.0, 100.0, seed=5), "small": steady(60, 150.0, 100.0, seed=6)}
+    campaigns["big"]["spend"] = np.append(campaigns["big"]["spend"], [1000.0])
+    campaigns["big"]["leads"] = np.append(campaigns["big"]["leads"], [0.0])
+    campaigns["small"] = {k: np.append(v, [150.0 if k == "spend" else 1.0]) for k, v in campaigns["small"].items()}
+    findings = _run(daily_frame(campaigns), params=DetectionConfig()).findings
+    assert set(findings["campaign_id"]) == {"big"}
+
+
+def test_a_spend_jump_that_wrecks_the_cost_per_lead_is_one_incident():
+    base = steady(60, 1000.0, 100.0, seed=3)
+    series = {"spend": np.append(base["spend"], [4000.0]), "leads": np.append(base["leads"], [0.0])}
+    episodes = _run(daily_frame({"c1": series})).episodes
+    assert episodes["family"].tolist() == ["cost_per_lead"]
+
+
+def test_a_small_new_campaign_borrows_its_accounts_cost_per_lead():
+    campaigns = {"old": steady(80, 1000.0, 100.0, seed=8)}
+    young = steady(80, 60.0, 120.0, seed=9)
+    young["spend"][:60] = 0.0
+    young["leads"][:60] = 0.0
+    campaigns["young"] = young
+    baseline = _run(daily_frame(campaigns)).baseline
+    young_col = 1
+    assert baseline.ready[-1, young_col]
+    own = np.nansum(young["spend"][60:]) / max(np.nansum(young["leads"][60:]), 1)
+    assert min(own, 100) * 0.8 < baseline.cpl[-1, young_col] < max(own, 100) * 1.2  # between its own and the account's
+
+
+# ---------------------------------------------------------------------------------------------
+# The tail probabilities
+
+
+def test_lower_tail_is_the_negative_binomial_and_poisson_in_the_limit():
+    from scipy.stats import nbinom, poisson
+
+    from anomaly.detect.stats import fisher, lower_tail
+
+    k, mean, phi = np.array([0.0, 2, 7, 30]), np.array([3.0, 10, 7, 40]), np.array([0.1, 0.02, 0.5, 0.01])
+    n = 1 / phi
+    np.testing.assert_allclose(lower_tail(k, mean, phi), nbinom.cdf(k, n, n / (n + mean)), rtol=1e-9)
+    np.testing.assert_allclose(lower_tail(k, mean, np.full(4, 1e-9)), poisson.cdf(k, mean), rtol=1e-4)
+    assert lower_tail(np.array([np.nan, 3.0]), np.array([5.0, 0.0]), np.array([0.1, 0.1])).tolist() == [1.0, 1.0]  # no evidence
+    from scipy.stats import combine_pvalues
+
+    assert fisher(np.array([0.01]), np.array([0.2]))[0] == pytest.approx(combine_pvalues([0.01, 0.2], method="fisher").pvalue)

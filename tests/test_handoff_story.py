@@ -43,13 +43,13 @@ def _story_numbers(folder) -> pd.DataFrame:
 def test_demo_prints_the_handoff_alert_with_everything_a_cmo_needs(demo):
     _, _, output = demo
     block = next(b for b in output.split("\n\n") if "Harbor Dental Group / Generic - Leads" in b)
-    assert block.splitlines()[0] == "[CRITICAL] Cost per lead 5.5× baseline — Harbor Dental Group / Generic - Leads"
+    assert block.splitlines()[0] == "[CRITICAL] Cost per lead 5.6× baseline — Harbor Dental Group / Generic - Leads"
     assert "  Account      Harbor Dental Group (4821937710)" in block
     assert "  Campaign     Generic - Leads (20118341)" in block
     assert "  Onset        Fri 2026-07-10, detected the same day" in block
-    assert "  Cost/lead    $561 since onset vs $102 baseline (5.5×)" in block
+    assert "  Cost/lead    $561 since onset vs $101 baseline (5.6×)" in block
     assert "  Spend        $1,684 and 3 leads since onset (through Fri 2026-07-10)" in block
-    assert "  Excess cost  ~$1,379 estimated" in block
+    assert "  Excess cost  ~$1,383 estimated" in block
     assert "  Managed by   Beacon Reach, since 2026-07-08 (2 days before onset)" in block
     assert "dana.kim@beaconreach.example (Beacon Reach): CAMPAIGN UPDATE bidding_strategy_type" in block
     # it comes in the cycle of the first day whose data shows the spike, not later

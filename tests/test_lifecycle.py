@@ -80,7 +80,7 @@ def _events(store) -> list[tuple[str, str]]:
 
 
 def test_lifecycle_opened_updated_resolved_each_notified_once(store):
-    metrics = _spike_metrics(tail_leads=(4, 4, 1, 1, 10, 10, 10))
+    metrics = _spike_metrics(tail_leads=(4, 4, 0, 0) + (10,) * 8)
     day = metrics["date"].iloc[60].date()
 
     def cycle(as_of: dt.date) -> None:
@@ -92,14 +92,16 @@ def test_lifecycle_opened_updated_resolved_each_notified_once(store):
     assert _events(store) == [("opened", s) for s in SINKS]
     cycle(day)  # the same cycle again: nothing new
     assert len(store.pending()) == 2
-    cycle(day + dt.timedelta(days=2))  # 10× worse: critical
+    cycle(day + dt.timedelta(days=2))  # no leads at all: critical
     assert _events(store)[2:] == [("updated", s) for s in SINKS]
-    cycle(day + dt.timedelta(days=6))  # back to normal for two days: resolved
+    cycle(day + dt.timedelta(days=9))  # normal since day 4, but the week is still short of leads
+    assert len(store.pending()) == 4
+    cycle(day + dt.timedelta(days=10))  # the week is back to normal, and two quiet days: resolved
     assert _events(store)[4:] == [("resolved", s) for s in SINKS]
-    cycle(day + dt.timedelta(days=6))
+    cycle(day + dt.timedelta(days=10))
     assert len(store.pending()) == 6
     (row,) = store.load_incidents()
-    assert (row["status"], row["severity"], row["resolved_on"]) == ("resolved", "critical", day + dt.timedelta(days=5))
+    assert (row["status"], row["severity"], row["resolved_on"]) == ("resolved", "critical", day + dt.timedelta(days=10))
 
 
 def test_history_is_recorded_not_announced(store):

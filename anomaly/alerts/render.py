@@ -42,6 +42,8 @@ def headline(payload: dict) -> str:
             what = "Spend with no leads"
     elif payload["metric"] == "leads":
         what = "Too few leads for the spend"
+    elif payload["metric"] == "spend" and payload.get("baseline"):
+        what = f"Spend {payload['observed'] / payload['baseline']:.1f}× usual"
     else:
         what = f"{payload['metric'].upper()} {payload['rule']}"
     return f"{what} — {where}"
@@ -59,7 +61,7 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
         lines.append(f"  {title:<12} {text}")
 
     row("Account", f"{payload['account_name']} ({payload['account_id']})")
-    row("Campaign", f"{payload['campaign_name']} ({payload['campaign_id']})")
+    row("Campaign", f"{payload['campaign_name']} ({payload['campaign_id']})" if payload["campaign_id"] else "all campaigns of the account")
     detected = payload["detected_on"]
     same_day = "detected the same day" if detected == payload["onset"] else f"detected {_day(detected)}"
     row("Onset", f"{_day(payload['onset'])}, {same_day}")

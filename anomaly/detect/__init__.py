@@ -6,9 +6,11 @@ a live run on each of those days would have decided; a backtest is that pass.
 
 The result holds every rule firing (``findings``) and the *episodes* they form per
 (rule family, account, campaign): an episode opens on the first day a rule of the family fires
-(``detected_on``), reaches back to the day the deterioration began (``onset``: the start of the run
-of hot days that leads up to detection), stays open while days are hot or rules fire, and resolves
-after ``resolve_after_days`` quiet days.
+(``detected_on``) and reaches back to the day the deterioration began (``onset``). For cost per
+lead, the onset is the most likely changepoint: the day from which the leads and clicks fit a
+worse rate better than the baseline's, searched up to four weeks back. The episode stays open while
+its rules fire or the cost per lead stays elevated against the baseline it was detected on, and
+resolves after ``resolve_after_days`` quiet days.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import pandas as pd
 from anomaly.config import DetectionConfig, RuleBase
 from anomaly.detect.baseline import Baseline, compute_baseline
 from anomaly.detect.forest import causal_scores
-from anomaly.detect.panel import Panel, build_panel
-from anomaly.detect.rules import SEVERITY_NAMES, Context, evaluate_rule
+from anomaly.detect.panel import Panel, build_panel, window_sum
+from anomaly.detect.rules import SEVERITY_NAMES, Context, RuleResult, evaluate_rule
+from anomaly.detect.stats import dispersion, lower_tail
 from anomaly.ownership import UNKNOWN, party_matrix
 
 FINDING_COLUMNS = ["date", "account_id", "campaign_id", "family", "rule", "severity", "metric", "observed", "baseline", "score"]
@@ -72,18 +75,20 @@ def detect(
     training); episodes are computed over all days. ``ownership`` holds periods as in
     ``anomaly.schema.OWNERSHIP_COLUMNS``.
     """
-    panel = build_panel(metrics, pd.Timestamp(as_of) if as_of is not None else None)
-    baseline = compute_baseline(panel, params.baseline)
-    score = causal_scores(panel, baseline, params.forest, pd.Timestamp(start) if start is not None else None)
+    panel = build_panel(metrics, pd.Timestamp(as_of) if as_of is not None else None, account_totals=params.account_level)
     party_from_day_before, since_from_day_before = _ownership(panel, ownership, default_party)
     party, since = party_from_day_before[1:], since_from_day_before[1:]
-    ctx = Context(panel, baseline, score, party, _days_since_change(party_from_day_before))
+    days_since_change = _days_since_change(party_from_day_before)
+    baseline = compute_baseline(panel, params.baseline, params.variation, days_since_change)
+    score = causal_scores(panel, baseline, params.forest, pd.Timestamp(start) if start is not None else None)
+    ctx = Context(panel, baseline, score, party, days_since_change, params.variation)
 
     windows: dict = {}
-    findings, per_rule = [], []
-    for order, rule in enumerate(r for r in rules if r.enabled):
-        result = evaluate_rule(rule, ctx, windows)
-        per_rule.append((rule, result))
+    enabled = [r for r in rules if r.enabled]
+    per_rule = [(rule, evaluate_rule(rule, ctx, windows)) for rule in enabled]
+    per_rule = _defer_to_campaigns(panel, per_rule)
+    findings = []
+    for order, (rule, result) in enumerate(per_rule):
         days, cols = np.nonzero(result.level)
         if days.size:
             findings.append(
@@ -107,9 +112,54 @@ def detect(
                 )
             )
     all_findings = pd.concat(findings, ignore_index=True) if findings else _no_findings()
-    episodes = _episodes(panel, baseline, per_rule, all_findings, params.incidents.resolve_after_days)
+    episodes = _episodes(panel, baseline, per_rule, all_findings, params)
     public = all_findings[FINDING_COLUMNS].sort_values(["date", "account_id", "campaign_id", "rule"], kind="stable").reset_index(drop=True)
     return Detection(panel, baseline, score, party, since, public, episodes)
+
+
+#: A family whose findings give way, on a campaign, to another family's: a spend jump that also
+#: wrecks the cost per lead is one incident (cost per lead), not two.
+YIELDS_TO = {"spend": "cost_per_lead"}
+EXPLAINS_DAYS = 7
+
+
+def _defer_to_campaigns(panel: Panel, per_rule: list) -> list:
+    """Drop findings that another finding already explains, so one problem makes one incident.
+
+    An account total gives way to its campaigns: it fires only when none of the account's
+    campaigns fired in the same family that day or the week before (a problem spread thinly over
+    many campaigns). A family in ``YIELDS_TO`` gives way on a campaign to the family it names.
+    """
+    if not per_rule:
+        return per_rule
+    families = {rule.rule_family for rule, _ in per_rule}
+    fired = {f: np.max(np.stack([r.level for rule, r in per_rule if rule.rule_family == f]), axis=0) > 0 for f in families}
+    recent = {f: _recent(v, EXPLAINS_DAYS) for f, v in fired.items()}
+    is_total = panel.is_total
+    account_of = panel.campaigns["account_id"].to_numpy()
+    totals = np.nonzero(is_total)[0]
+    explained = {}
+    for family in families:
+        mask = np.zeros(panel.shape, dtype=bool)
+        if totals.size:
+            for t in totals:
+                members = np.nonzero((account_of == account_of[t]) & ~is_total)[0]
+                mask[:, t] = recent[family][:, members].any(axis=1)
+        if family in YIELDS_TO and YIELDS_TO[family] in recent:
+            mask |= recent[YIELDS_TO[family]]
+        explained[family] = mask
+    return [
+        (rule, RuleResult(result.metric, result.observed, result.baseline, np.where(explained[rule.rule_family], 0, result.level).astype(np.int8)))
+        for rule, result in per_rule
+    ]
+
+
+def _recent(fired: np.ndarray, days: int) -> np.ndarray:
+    """True where ``fired`` was true on the day or any of the ``days`` before it."""
+    counts = window_sum(fired.astype(float), days + 1)
+    head = np.cumsum(fired[: days + 1], axis=0) > 0
+    counts[: days + 1] = head
+    return counts > 0
 
 
 def _no_findings() -> pd.DataFrame:
@@ -144,49 +194,62 @@ def _days_since_change(party_with_lead_day: np.ndarray) -> np.ndarray:
     return day - last_change
 
 
-def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame, resolve_after: int) -> pd.DataFrame:
+ONSET_SEARCH_DAYS = 28
+
+
+def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame, params: DetectionConfig) -> pd.DataFrame:
     if findings.empty:
         return pd.DataFrame(columns=EPISODE_COLUMNS)
     n_days, n_campaigns = panel.shape
-    hot_run_start = _run_starts(baseline.hot)
+    resolve_after = params.incidents.resolve_after_days
+    spend7, leads7 = window_sum(np.nan_to_num(panel.spend), 7), window_sum(np.nan_to_num(panel.leads), 7)
     rows = []
     for family in sorted(findings["family"].unique()):
         rules = [(rule, result) for rule, result in per_rule if rule.rule_family == family]
-        level = np.max(np.stack([result.level for _, result in rules]), axis=0)
-        fired = level > 0
-        # the cost-per-lead family stays open while days are hot; others while their rules fire
-        hot = baseline.hot if family == "cost_per_lead" else np.zeros_like(fired)
+        fired = np.max(np.stack([result.level for _, result in rules]), axis=0) > 0
+        cost_per_lead = family == "cost_per_lead"
         family_findings = findings[findings["family"] == family]
         active = np.zeros(n_campaigns, dtype=bool)
         quiet = np.zeros(n_campaigns, dtype=np.int64)
-        onset = np.zeros(n_campaigns, dtype=np.int64)
         detected = np.zeros(n_campaigns, dtype=np.int64)
         last = np.zeros(n_campaigns, dtype=np.int64)
+        reference = np.full(n_campaigns, np.nan)  # the cost per lead the episode was detected against
         spans = []
         for d in range(n_days):
             new = fired[d] & ~active
             if new.any():
-                onset[new] = np.where(hot[d, new], hot_run_start[d, new], d)
                 detected[new] = d
+                reference[new] = baseline.cpl[d, new]
                 active |= new
-            busy = active & (fired[d] | hot[d])
+            busy = active & fired[d]
+            bad_day = busy.copy()
+            if cost_per_lead:
+                elevated = active & (baseline.hot[d] | _still_elevated(spend7[d], leads7[d], reference, baseline.lead_info[d], params))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    worse = (np.nan_to_num(panel.leads[d]) + 0.5) * params.baseline.elevated_ratio <= np.nan_to_num(panel.spend[d] / reference) + 0.5
+                busy |= elevated
+                bad_day |= elevated & worse
             quiet[busy] = 0
-            last[busy] = d
+            last[bad_day] = d  # the last day that was itself bad, not one the trailing week drags along
             idle = active & ~busy
             quiet[idle] += 1
             done = idle & (quiet >= resolve_after)
             for c in np.nonzero(done)[0]:
-                spans.append((c, onset[c], detected[c], last[c], d))
+                spans.append((c, detected[c], last[c], d))
             active &= ~done
             quiet[done] = 0
         for c in np.nonzero(active)[0]:
-            spans.append((c, onset[c], detected[c], last[c], None))
+            spans.append((c, detected[c], last[c], None))
         by_column = {c: g for c, g in family_findings.groupby("_column")}
-        for c, on, det, lst, resolved in spans:
+        previous_end: dict[int, int] = {}
+        for c, det, lst, resolved in sorted(spans, key=lambda span: (span[0], span[1])):
             f = by_column[c]
             inside = f[(f["_day"] >= det) & (f["_day"] <= lst)]
             opening = inside[inside["_day"] == det].sort_values(["_level", "_order"], ascending=[False, True]).iloc[0]
             critical_days = inside.loc[inside["_level"] >= 2, "_day"]
+            floor = max(previous_end.get(c, -1) + 1, det - ONSET_SEARCH_DAYS + 1, 0)
+            on = _changepoint(panel, baseline, c, det, floor, params) if cost_per_lead else det
+            previous_end[c] = lst if resolved is not None else n_days
             rows.append(
                 {
                     "family": family,
@@ -210,9 +273,51 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
     return episodes.sort_values(["detected_on", "account_id", "campaign_id", "family"], kind="stable").reset_index(drop=True)
 
 
-def _run_starts(hot: np.ndarray) -> np.ndarray:
-    """For each (day, campaign), the first day of the run of consecutive hot days ending there."""
-    n_days = hot.shape[0]
-    day = np.arange(n_days)[:, None]
-    breaks = np.where(~hot, day + 1, 0)  # a cold day d means a run can start at d + 1 at the earliest
-    return np.maximum.accumulate(breaks, axis=0) if n_days else breaks
+def _still_elevated(spend7, leads7, reference, lead_info, params: DetectionConfig) -> np.ndarray:
+    """The last seven days' leads still clearly short of what they cost at the detection baseline."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = spend7 / reference
+    short = (leads7 + 1.0) * params.baseline.elevated_ratio <= expected + 1.0
+    p = lower_tail(leads7, expected, dispersion(params.variation.leads, 7, lead_info))
+    return short & (p <= STILL_ELEVATED_P)
+
+
+STILL_ELEVATED_P = 0.2
+
+
+def _changepoint(panel: Panel, baseline: Baseline, c: int, detected: int, floor: int, params: DetectionConfig) -> int:
+    """The most likely first day of a worse rate, from ``floor`` to ``detected``.
+
+    For each candidate start s, the log-likelihood ratio of "clicks per spend and leads per click
+    fell from s on" against "they stayed at the baseline", summed over s..detected (quasi-Poisson:
+    scaled down by the day-to-day variation). The baseline is the one the detection compared with.
+    """
+    if floor >= detected:
+        return detected
+    days = slice(floor, detected + 1)
+    ref_cpl, ref_cpc = baseline.cpl[detected, c], baseline.cpc[detected, c]
+    spend = np.nan_to_num(panel.spend[days, c])
+    leads = np.nan_to_num(panel.leads[days, c])
+    clicks = np.nan_to_num(panel.clicks[days, c])
+    if not np.isfinite(ref_cpl) or ref_cpl <= 0:
+        return detected
+    # suffix sums: the segment from each candidate start to the detection day
+    suffix = lambda values: np.cumsum(values[::-1])[::-1]  # noqa: E731
+    total = _drop_llr(suffix(leads), suffix(spend / ref_cpl), params.variation.leads)
+    if np.isfinite(ref_cpc) and ref_cpc > 0:
+        cvr = ref_cpc / ref_cpl
+        total = _drop_llr(suffix(clicks), suffix(spend / ref_cpc), params.variation.clicks) + _drop_llr(
+            suffix(leads), suffix(clicks * cvr), params.variation.leads
+        )
+    if not np.any(total > 0):
+        return detected
+    return floor + int(np.argmax(total))
+
+
+def _drop_llr(observed: np.ndarray, expected: np.ndarray, variation: float) -> np.ndarray:
+    """Poisson log-likelihood ratio for a rate below expectation (0 where it is not below)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = np.where(observed > 0, observed * np.log(observed / expected), 0.0) - (observed - expected)
+    length = np.arange(len(observed), 0, -1)
+    scale = 1.0 + variation**2 * expected / length
+    return np.where((observed < expected) & (expected > 0), llr / scale, 0.0)

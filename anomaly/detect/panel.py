@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+ACCOUNT_TOTAL = ""
+ACCOUNT_TOTAL_NAME = "all campaigns"
+
 
 @dataclass(frozen=True)
 class Panel:
@@ -15,6 +18,10 @@ class Panel:
     A campaign is observed from its first row to the last day its account has data: a day in that
     span with no row is zero activity (ad platforms omit empty days); outside it the values are NaN
     (unknown), and detection gives no verdict there.
+
+    With account totals, each account with more than one campaign gets one more column, campaign_id
+    "" (``ACCOUNT_TOTAL``), holding the sum of its campaigns: a problem that hits every campaign a
+    little (tracking broken site-wide) shows there first.
     """
 
     dates: pd.DatetimeIndex
@@ -36,9 +43,14 @@ class Panel:
         """Index of ``day`` in ``dates`` (KeyError when absent)."""
         return int(self.dates.get_loc(pd.Timestamp(day)))
 
+    @property
+    def is_total(self) -> np.ndarray:
+        """Which columns are account totals."""
+        return (self.campaigns["campaign_id"] == ACCOUNT_TOTAL).to_numpy()
 
-def build_panel(metrics: pd.DataFrame, as_of: pd.Timestamp | None = None) -> Panel:
-    """Pivot daily canonical metrics (dates ≤ ``as_of``) into a Panel."""
+
+def build_panel(metrics: pd.DataFrame, as_of: pd.Timestamp | None = None, *, account_totals: bool = False) -> Panel:
+    """Pivot daily canonical metrics (dates ≤ ``as_of``) into a Panel, with account totals if asked."""
     if as_of is not None:
         metrics = metrics[metrics["date"] <= pd.Timestamp(as_of)]
     if metrics.empty:
@@ -66,7 +78,37 @@ def build_panel(metrics: pd.DataFrame, as_of: pd.Timestamp | None = None) -> Pan
         out[~observed] = np.nan
         return out
 
-    return Panel(dates, campaigns, dense("spend"), dense("leads"), dense("clicks"), dense("impressions"))
+    panel = Panel(dates, campaigns, dense("spend"), dense("leads"), dense("clicks"), dense("impressions"))
+    return _with_account_totals(panel) if account_totals else panel
+
+
+def _with_account_totals(panel: Panel) -> Panel:
+    accounts = panel.campaigns["account_id"]
+    counts = accounts.value_counts()
+    has_total = set(accounts[panel.campaigns["campaign_id"] == ACCOUNT_TOTAL])  # a source's own account-level rows
+    several = [a for a in accounts.unique() if counts[a] > 1 and a not in has_total]
+    if not several:
+        return panel
+    member = (accounts.to_numpy()[None, :] == np.array(several, dtype=object)[:, None]).astype(float)  # accounts × campaigns
+    observed = panel.observed.astype(float) @ member.T > 0
+
+    def total(values: np.ndarray) -> np.ndarray:
+        out = np.nan_to_num(values) @ member.T
+        out[~observed] = np.nan
+        return np.concatenate([values, out], axis=1)
+
+    first = panel.campaigns.drop_duplicates("account_id", keep="last").set_index("account_id")
+    extra = pd.DataFrame(
+        {
+            "account_id": several,
+            "campaign_id": ACCOUNT_TOTAL,
+            "account_name": first.loc[several, "account_name"].to_numpy(),
+            "campaign_name": ACCOUNT_TOTAL_NAME,
+            "currency": first.loc[several, "currency"].to_numpy(),
+        }
+    )
+    campaigns = pd.concat([panel.campaigns, extra], ignore_index=True)
+    return Panel(panel.dates, campaigns, total(panel.spend), total(panel.leads), total(panel.clicks), total(panel.impressions))
 
 
 def window_sum(values: np.ndarray, window: int) -> np.ndarray:

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import poisson
 
-from anomaly.config import RULE_TYPES, RuleBase, ThresholdRule
+from anomaly.config import RULE_TYPES, CplRatioRule, RuleBase, ThresholdRule, VariationConfig
 from anomaly.detect.baseline import Baseline
 from anomaly.detect.panel import Panel, shift, window_sum
+from anomaly.detect.stats import dispersion, fisher, lower_tail
 
 NONE, WARNING, CRITICAL = 0, 1, 2
 SEVERITY_NAMES = {WARNING: "warning", CRITICAL: "critical"}
@@ -32,6 +32,7 @@ class Context:
     score: np.ndarray
     party: np.ndarray  # managing party per (day, campaign)
     days_since_change: np.ndarray  # days since the managing party changed (inf: never)
+    variation: VariationConfig = VariationConfig()
 
 
 @dataclass(frozen=True)
@@ -43,19 +44,23 @@ class RuleResult:
 
 
 class _Window:
-    """Window sums and the baseline as it stood before the window began (cached per window)."""
+    """Window sums, the baseline as it stood ``lag`` days before the window began, and the evidence
+    that the window's cost per lead is worse than that baseline (computed once per window)."""
 
-    def __init__(self, ctx: Context, days: int):
+    def __init__(self, ctx: Context, days: int, lag: int = 0):
         p, b = ctx.panel, ctx.baseline
         self.spend = window_sum(p.spend, days)
         self.leads = window_sum(p.leads, days)
         self.clicks = window_sum(p.clicks, days)
         self.impressions = window_sum(p.impressions, days)
-        back = days - 1
+        back = days - 1 + lag
         self.base_cpl = shift(b.cpl, back)
+        base_cpc = shift(b.cpc, back)
         self.ready = shift(b.ready.astype(float), back) == 1.0
+        lead_info, click_info = shift(b.lead_info, back), shift(b.click_info, back)
         with np.errstate(divide="ignore", invalid="ignore"):
             self.expected = self.spend / self.base_cpl
+            self.expected_spend = shift(b.spend, back) * window_sum(b.spend_factor, days)
             self.base = {
                 "cpl": self.base_cpl,
                 "spend": shift(b.spend, back) * days,
@@ -63,6 +68,19 @@ class _Window:
                 "clicks": shift(b.clicks, back) * days,
                 "impressions": shift(b.impressions, back) * days,
             }
+            # leads given spend: so few leads must be implausible at the baseline cost per lead
+            self.p_leads = lower_tail(self.leads, self.expected, dispersion(ctx.variation.leads, days, lead_info))
+            self.ratio_leads = (np.nan_to_num(self.expected) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
+            # clicks given spend, then leads given clicks: cost per click and conversion rate
+            expected_clicks = self.spend / base_cpc
+            base_cvr = base_cpc / self.base_cpl
+            p_clicks = lower_tail(self.clicks, expected_clicks, dispersion(ctx.variation.clicks, days, click_info))
+            p_conversion = lower_tail(self.leads, self.clicks * base_cvr, dispersion(ctx.variation.leads, days, lead_info))
+            self.p_clicks_route = fisher(p_clicks, p_conversion)
+            self.ratio_clicks = (
+                (np.nan_to_num(expected_clicks) + 1.0) / (np.nan_to_num(self.clicks) + 1.0)
+                * (np.nan_to_num(self.clicks * base_cvr) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
+            )
 
 
 def _levels(breach_warning: np.ndarray, breach_critical: np.ndarray | None, guard: np.ndarray) -> np.ndarray:
@@ -79,29 +97,40 @@ def _volume_guard(rule: RuleBase, w: _Window, *, needs_baseline: bool) -> np.nda
     return guard
 
 
-def _too_few_leads(rule: RuleBase, w: _Window) -> np.ndarray:
-    """Leads implausibly few for the spend at baseline cost per lead (Poisson), or True if no test."""
-    if rule.max_p_value is None:
-        return np.ones(w.spend.shape, dtype=bool)
-    p = poisson.cdf(np.floor(np.nan_to_num(w.leads)), np.nan_to_num(w.expected))
-    return p <= rule.max_p_value
+def _significant(rule: RuleBase, p: np.ndarray) -> np.ndarray:
+    return np.ones(p.shape, dtype=bool) if rule.max_p_value is None else p <= rule.max_p_value
 
 
-def _cpl_ratio(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
+def _observed_cpl(w: _Window) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        observed = np.where(w.leads > 0, w.spend / w.leads, np.where(w.spend > 0, np.inf, np.nan))
-        ratio = observed / w.base_cpl
-    guard = _volume_guard(rule, w, needs_baseline=True) & _too_few_leads(rule, w)
+        return np.where(w.leads > 0, w.spend / w.leads, np.where(w.spend > 0, np.inf, np.nan))
+
+
+def _cpl_ratio(rule: CplRatioRule, ctx: Context, w: _Window) -> RuleResult:
+    if rule.use_clicks:
+        ratio = np.fmax(w.ratio_leads, w.ratio_clicks)
+        p = np.fmin(w.p_leads, w.p_clicks_route)
+    else:
+        ratio, p = w.ratio_leads, w.p_leads
+    guard = _volume_guard(rule, w, needs_baseline=True) & _significant(rule, p)
     critical = ratio >= rule.critical if rule.critical is not None else None
-    return RuleResult("cpl", observed, w.base_cpl, _levels(ratio >= rule.warning, critical, guard))
+    return RuleResult("cpl", _observed_cpl(w), w.base_cpl, _levels(ratio >= rule.warning, critical, guard))
 
 
 def _lead_shortfall(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = w.leads / w.expected
-    guard = _volume_guard(rule, w, needs_baseline=True) & _too_few_leads(rule, w)
+    guard = _volume_guard(rule, w, needs_baseline=True) & _significant(rule, w.p_leads)
     critical = fraction <= rule.critical if rule.critical is not None else None
     return RuleResult("leads", w.leads, w.expected, _levels(fraction <= rule.warning, critical, guard))
+
+
+def _spend_ratio(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = w.spend / w.expected_spend
+    guard = ~np.isnan(w.spend) & (w.spend >= rule.min_spend) & w.ready & (np.nan_to_num(w.expected_spend) > 0)
+    critical = ratio >= rule.critical if rule.critical is not None else None
+    return RuleResult("spend", w.spend, w.expected_spend, _levels(ratio >= rule.warning, critical, guard))
 
 
 def _threshold(rule: ThresholdRule, ctx: Context, w: _Window) -> RuleResult:
@@ -133,8 +162,8 @@ def _threshold(rule: ThresholdRule, ctx: Context, w: _Window) -> RuleResult:
 
 def _isolation_forest(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
     score = window_max(ctx.score, rule.window_days)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        observed = np.where(w.leads > 0, w.spend / w.leads, np.where(w.spend > 0, np.inf, np.nan))
+    observed = _observed_cpl(w)
+    with np.errstate(invalid="ignore"):
         worse = observed > w.base_cpl
     guard = _volume_guard(rule, w, needs_baseline=True) & worse & ~np.isnan(score)
     critical = score >= rule.critical if rule.critical is not None else None
@@ -152,18 +181,20 @@ EVALUATORS: dict[str, Callable[..., RuleResult]] = {
     "cpl_ratio": _cpl_ratio,
     "lead_shortfall": _lead_shortfall,
     "threshold": _threshold,
+    "spend_ratio": _spend_ratio,
     "isolation_forest": _isolation_forest,
 }
 assert EVALUATORS.keys() == RULE_TYPES.keys(), "every rule type needs an evaluator"
 
 
-def evaluate_rule(rule: RuleBase, ctx: Context, windows: dict[int, _Window] | None = None) -> RuleResult:
+def evaluate_rule(rule: RuleBase, ctx: Context, windows: dict[tuple[int, int], _Window] | None = None) -> RuleResult:
     """The rule's result on every (day, campaign), with scope, ownership-change settings and the
     forest gate applied."""
     windows = {} if windows is None else windows
-    if rule.window_days not in windows:
-        windows[rule.window_days] = _Window(ctx, rule.window_days)
-    w = windows[rule.window_days]
+    key = (rule.window_days, rule.baseline_lag_days)
+    if key not in windows:
+        windows[key] = _Window(ctx, *key)
+    w = windows[key]
     evaluator = EVALUATORS[rule.type]
     result = evaluator(rule, ctx, w)
     if rule.after_ownership_change is not None:

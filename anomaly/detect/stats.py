@@ -1,0 +1,43 @@
+"""Tail probabilities for counts that vary more than Poisson counts do.
+
+A day's leads (or clicks) given its spend are counts with mean ``spend / baseline cost``. On top of
+counting noise, a campaign's cost per lead moves from day to day (auctions, audiences) and the
+baseline itself is estimated from a finite number of past leads. Both widen the distribution: we
+use a negative binomial with variance ``mean + phi × mean²``, where ``phi`` adds the day-to-day
+variation (divided by the window length, as independent days average out) and the baseline's own
+uncertainty (one over the effective number of past counts it rests on).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import betainc
+from scipy.stats import chi2
+
+
+def dispersion(variation: float, window_days: int, baseline_counts: np.ndarray) -> np.ndarray:
+    """``phi`` for a window of ``window_days`` against a baseline resting on ``baseline_counts``."""
+    with np.errstate(divide="ignore"):
+        return variation**2 / window_days + 1.0 / np.maximum(baseline_counts, 1e-9)
+
+
+def lower_tail(observed: np.ndarray, mean: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """P(X ≤ observed) for X negative binomial with ``mean`` and variance ``mean + phi·mean²``.
+
+    NaN inputs give 1 (no evidence). A mean of 0 gives 1.
+    """
+    observed = np.floor(np.nan_to_num(observed, nan=np.inf, posinf=np.inf))
+    mean = np.nan_to_num(mean, nan=0.0, posinf=0.0)
+    phi = np.maximum(np.nan_to_num(phi, nan=1e9, posinf=1e9), 1e-12)
+    n = 1.0 / phi
+    p = n / (n + mean)
+    with np.errstate(invalid="ignore"):
+        # P(X ≤ k) = I_p(n, k + 1), the regularised incomplete beta function
+        out = betainc(n, np.where(np.isfinite(observed), observed, 0.0) + 1.0, p)
+    return np.where((mean <= 0) | ~np.isfinite(observed) | (observed < 0), 1.0, out)
+
+
+def fisher(*p_values: np.ndarray) -> np.ndarray:
+    """Fisher's combination of independent p-values: one p-value for all the evidence together."""
+    statistic = -2.0 * sum(np.log(np.clip(p, 1e-300, 1.0)) for p in p_values)
+    return chi2.sf(statistic, 2 * len(p_values))
