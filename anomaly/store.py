@@ -224,10 +224,11 @@ class Store:
         if end is not None:
             query = query.where(metrics.c.date <= end)
         with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query).all(), columns=METRIC_COLUMNS)
-        if frame.empty:
+            rows = conn.execute(query).all()
+        if not rows:
             return empty_metrics()
-        frame = _normalise_loaded(frame)
+        # column-wise is several times faster than pandas walking a million row objects
+        frame = _normalise_loaded(pd.DataFrame(dict(zip(METRIC_COLUMNS, zip(*rows)))))
         hourly = frame["hour"] != DAILY
         if hourly.any():
             key = ["account_id", "campaign_id", "date"]
