@@ -381,3 +381,14 @@ def test_lower_tail_is_the_negative_binomial_and_poisson_in_the_limit():
     from scipy.stats import combine_pvalues
 
     assert fisher(np.array([0.01]), np.array([0.2]))[0] == pytest.approx(combine_pvalues([0.01, 0.2], method="fisher").pvalue)
+
+
+def test_the_onset_does_not_slip_across_a_handoff_on_a_days_noise(monkeypatch):
+    import anomaly.detect as detection
+
+    metrics = _with_tail(60, [1000.0] * 4, [4, 1, 1, 1])  # the last agency day low by chance
+    ownership = _handoff(metrics, 2)  # the partner took over on the first 1-lead day
+    handoff_day = metrics["date"].iloc[61]
+    assert _run(metrics, ownership=ownership).episodes["onset"].tolist() == [handoff_day]
+    monkeypatch.setattr(detection, "HANDOFF_PRIOR", 0.0)
+    assert _run(metrics, ownership=ownership).episodes["onset"].tolist() == [metrics["date"].iloc[60]]  # without it: the day before

@@ -112,7 +112,7 @@ def detect(
                 )
             )
     all_findings = pd.concat(findings, ignore_index=True) if findings else _no_findings()
-    episodes = _episodes(panel, baseline, per_rule, all_findings, params)
+    episodes = _episodes(panel, baseline, per_rule, all_findings, params, days_since_change)
     public = all_findings[FINDING_COLUMNS].sort_values(["date", "account_id", "campaign_id", "rule"], kind="stable").reset_index(drop=True)
     return Detection(panel, baseline, score, party, since, public, episodes)
 
@@ -197,7 +197,7 @@ def _days_since_change(party_with_lead_day: np.ndarray) -> np.ndarray:
 ONSET_SEARCH_DAYS = 28
 
 
-def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame, params: DetectionConfig) -> pd.DataFrame:
+def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame, params: DetectionConfig, days_since_change: np.ndarray) -> pd.DataFrame:
     if findings.empty:
         return pd.DataFrame(columns=EPISODE_COLUMNS)
     n_days, n_campaigns = panel.shape
@@ -248,7 +248,8 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
             opening = inside[inside["_day"] == det].sort_values(["_level", "_order"], ascending=[False, True]).iloc[0]
             critical_days = inside.loc[inside["_level"] >= 2, "_day"]
             floor = max(previous_end.get(c, -1) + 1, det - ONSET_SEARCH_DAYS + 1, 0)
-            on = _changepoint(panel, baseline, c, det, floor, params) if cost_per_lead else det
+            handoff = det - days_since_change[det, c]  # the last change of managing party (-inf: none)
+            on = _changepoint(panel, baseline, c, det, floor, params, handoff) if cost_per_lead else det
             previous_end[c] = lst if resolved is not None else n_days
             rows.append(
                 {
@@ -285,12 +286,18 @@ def _still_elevated(spend7, leads7, reference, lead_info, params: DetectionConfi
 STILL_ELEVATED_P = 0.2
 
 
-def _changepoint(panel: Panel, baseline: Baseline, c: int, detected: int, floor: int, params: DetectionConfig) -> int:
+HANDOFF_PRIOR = float(np.log(10.0))
+
+
+def _changepoint(panel: Panel, baseline: Baseline, c: int, detected: int, floor: int, params: DetectionConfig, handoff: float) -> int:
     """The most likely first day of a worse rate, from ``floor`` to ``detected``.
 
     For each candidate start s, the log-likelihood ratio of "clicks per spend and leads per click
     fell from s on" against "they stayed at the baseline", summed over s..detected (quasi-Poisson:
     scaled down by the day-to-day variation). The baseline is the one the detection compared with.
+    The day a new party took over is a changepoint known in advance: it starts ten times likelier
+    than any other day (``HANDOFF_PRIOR``), so a day or two of noise does not move the onset, and
+    the incident's party, across it.
     """
     if floor >= detected:
         return detected
@@ -311,6 +318,8 @@ def _changepoint(panel: Panel, baseline: Baseline, c: int, detected: int, floor:
         )
     if not np.any(total > 0):
         return detected
+    if np.isfinite(handoff) and floor <= handoff <= detected:
+        total[int(handoff) - floor] += HANDOFF_PRIOR
     return floor + int(np.argmax(total))
 
 
