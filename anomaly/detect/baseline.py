@@ -134,10 +134,10 @@ def compute_baseline(
             significant = (
                 worse_cpl
                 & (
-                    (lower_tail(leads, expected, dispersion(variation.leads, 1, lead_info + shrink)) <= alpha)
-                    | (lower_tail(recent_leads.sum(axis=0), expected_3, dispersion(variation.leads, 3, lead_info + shrink)) <= alpha)
+                    (lower_tail(leads, expected, dispersion(variation.leads, 1, lead_info + shrink), where=worse_cpl) <= alpha)
+                    | (lower_tail(recent_leads.sum(axis=0), expected_3, dispersion(variation.leads, 3, lead_info + shrink), where=worse_cpl) <= alpha)
                 )
-            ) | (worse_cpc & (lower_tail(clicks, expected_clicks, dispersion(variation.clicks, 1, click_info)) <= alpha))
+            ) | (worse_cpc & (lower_tail(clicks, expected_clicks, dispersion(variation.clicks, 1, click_info), where=worse_cpc) <= alpha))
             worse = worse_cpl | worse_cpc
             continuing = worse & (excluded_run > 0)
             absorbing = worse & (absorbing | (excluded_run >= params.max_excluded_days)) & ~held[d]

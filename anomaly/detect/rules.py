@@ -68,19 +68,23 @@ class _Window:
                 "clicks": shift(b.clicks, back) * days,
                 "impressions": shift(b.impressions, back) * days,
             }
+            # Tail probabilities are computed only where the matching ratio is above 1: every rule
+            # that reads them also needs a ratio above 1 (or a shortfall below 1) to fire.
             # leads given spend: so few leads must be implausible at the baseline cost per lead
-            self.p_leads = lower_tail(self.leads, self.expected, dispersion(ctx.variation.leads, days, lead_info))
             self.ratio_leads = (np.nan_to_num(self.expected) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
+            phi_leads = dispersion(ctx.variation.leads, days, lead_info)
+            self.p_leads = lower_tail(self.leads, self.expected, phi_leads, where=self.ratio_leads > 1)
             # clicks given spend, then leads given clicks: cost per click and conversion rate
             expected_clicks = self.spend / base_cpc
             base_cvr = base_cpc / self.base_cpl
-            p_clicks = lower_tail(self.clicks, expected_clicks, dispersion(ctx.variation.clicks, days, click_info))
-            p_conversion = lower_tail(self.leads, self.clicks * base_cvr, dispersion(ctx.variation.leads, days, lead_info))
-            self.p_clicks_route = fisher(p_clicks, p_conversion)
             self.ratio_clicks = (
                 (np.nan_to_num(expected_clicks) + 1.0) / (np.nan_to_num(self.clicks) + 1.0)
                 * (np.nan_to_num(self.clicks * base_cvr) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
             )
+            worse = self.ratio_clicks > 1
+            p_clicks = lower_tail(self.clicks, expected_clicks, dispersion(ctx.variation.clicks, days, click_info), where=worse)
+            p_conversion = lower_tail(self.leads, self.clicks * base_cvr, phi_leads, where=worse)
+            self.p_clicks_route = np.where(worse, fisher(p_clicks, p_conversion), 1.0)
 
 
 def _levels(breach_warning: np.ndarray, breach_critical: np.ndarray | None, guard: np.ndarray) -> np.ndarray:

@@ -21,20 +21,25 @@ def dispersion(variation: float, window_days: int, baseline_counts: np.ndarray) 
         return variation**2 / window_days + 1.0 / np.maximum(baseline_counts, 1e-9)
 
 
-def lower_tail(observed: np.ndarray, mean: np.ndarray, phi: np.ndarray) -> np.ndarray:
+def lower_tail(observed: np.ndarray, mean: np.ndarray, phi: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     """P(X ≤ observed) for X negative binomial with ``mean`` and variance ``mean + phi·mean²``.
 
-    NaN inputs give 1 (no evidence). A mean of 0 gives 1.
+    NaN inputs give 1 (no evidence), and so does a mean of 0. With ``where``, only those cells are
+    computed and the others are 1: the incomplete beta function is the costly part of detection,
+    and a caller knows where no decision can depend on it.
     """
-    observed = np.floor(np.nan_to_num(observed, nan=np.inf, posinf=np.inf))
+    observed, mean, phi = np.broadcast_arrays(observed, mean, phi)
+    observed = np.floor(np.nan_to_num(observed, nan=-1.0, posinf=-1.0))
     mean = np.nan_to_num(mean, nan=0.0, posinf=0.0)
     phi = np.maximum(np.nan_to_num(phi, nan=1e9, posinf=1e9), 1e-12)
-    n = 1.0 / phi
-    p = n / (n + mean)
-    with np.errstate(invalid="ignore"):
-        # P(X ≤ k) = I_p(n, k + 1), the regularised incomplete beta function
-        out = betainc(n, np.where(np.isfinite(observed), observed, 0.0) + 1.0, p)
-    return np.where((mean <= 0) | ~np.isfinite(observed) | (observed < 0), 1.0, out)
+    todo = (mean > 0) & (observed >= 0)
+    if where is not None:
+        todo &= where
+    out = np.ones(observed.shape)
+    n = 1.0 / phi[todo]
+    # P(X ≤ k) = I_p(n, k + 1), the regularised incomplete beta function, with p = n / (n + mean)
+    out[todo] = betainc(n, observed[todo] + 1.0, n / (n + mean[todo]))
+    return out
 
 
 def fisher(*p_values: np.ndarray) -> np.ndarray:
