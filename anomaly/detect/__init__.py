@@ -156,10 +156,10 @@ def _defer_to_campaigns(panel: Panel, per_rule: list) -> list:
 
 def _recent(fired: np.ndarray, days: int) -> np.ndarray:
     """True where ``fired`` was true on the day or any of the ``days`` before it."""
-    counts = window_sum(fired.astype(float), days + 1)
-    head = np.cumsum(fired[: days + 1], axis=0) > 0
-    counts[: days + 1] = head
-    return counts > 0
+    total = np.cumsum(fired, axis=0)
+    before = np.zeros_like(total)
+    before[days + 1 :] = total[: -(days + 1)]
+    return total > before
 
 
 def _no_findings() -> pd.DataFrame:
