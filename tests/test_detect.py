@@ -392,3 +392,15 @@ def test_the_onset_does_not_slip_across_a_handoff_on_a_days_noise(monkeypatch):
     assert _run(metrics, ownership=ownership).episodes["onset"].tolist() == [handoff_day]
     monkeypatch.setattr(detection, "HANDOFF_PRIOR", 0.0)
     assert _run(metrics, ownership=ownership).episodes["onset"].tolist() == [metrics["date"].iloc[60]]  # without it: the day before
+
+
+def test_a_long_window_that_still_holds_an_ended_incident_opens_no_second_one():
+    # three days without leads (caught, then over); from day 10 the budget doubles at the same cost
+    # per lead, which lets a two-week rule reach its spend guard while it still holds those days
+    metrics = _with_tail(60, [1000.0] * 10 + [2000.0] * 8, [0, 0, 0] + [10] * 7 + [20] * 8)
+    two_weeks = ThresholdRule(type="threshold", name="cpl-14d", metric="cpl", window_days=14, warning=115, min_spend=16_500)
+    one_day = next(rule for rule in DEFAULT_RULES if rule.name == "cpl-spike-1d")
+    detection = _run(metrics, [one_day, two_weeks])
+    late = detection.findings[detection.findings["rule"] == "cpl-14d"]["date"]
+    assert late.min() > detection.episodes["resolved_on"].iloc[0]  # it did fire after the incident ended
+    assert len(detection.episodes) == 1

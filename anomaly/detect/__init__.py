@@ -6,7 +6,8 @@ a live run on each of those days would have decided; a backtest is that pass.
 
 The result holds every rule firing (``findings``) and the *episodes* they form per
 (rule family, account, campaign): an episode opens on the first day a rule of the family fires
-(``detected_on``) and reaches back to the day the deterioration began (``onset``). For cost per
+(``detected_on``; a window still holding days of the column's previous episode does not open
+another) and reaches back to the day the deterioration began (``onset``). For cost per
 lead, the onset is the most likely changepoint: the day from which the leads and clicks fit a
 worse rate better than the baseline's, searched up to four weeks back. The episode stays open while
 its rules fire or the cost per lead stays elevated against the baseline it was detected on, and
@@ -206,7 +207,10 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
     rows = []
     for family in sorted(findings["family"].unique()):
         rules = [(rule, result) for rule, result in per_rule if rule.rule_family == family]
-        fired = np.max(np.stack([result.level for _, result in rules]), axis=0) > 0
+        levels = np.stack([result.level for _, result in rules])  # rules × days × columns
+        fired = levels.max(axis=0) > 0
+        reach = np.array([rule.window_days - 1 for rule, _ in rules])[:, None]  # days a window reaches back
+        ended = np.full(n_campaigns, -1)  # the last bad day of the column's previous episode
         cost_per_lead = family == "cost_per_lead"
         family_findings = findings[findings["family"] == family]
         active = np.zeros(n_campaigns, dtype=bool)
@@ -216,7 +220,9 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
         reference = np.full(n_campaigns, np.nan)  # the cost per lead the episode was detected against
         spans = []
         for d in range(n_days):
-            new = fired[d] & ~active
+            # a window that still holds days of the previous episode re-reads it: that opens nothing
+            fresh = ((levels[:, d] > 0) & (d - reach > ended[None, :])).any(axis=0)
+            new = fresh & ~active
             if new.any():
                 detected[new] = d
                 reference[new] = baseline.cpl[d, new]
@@ -236,6 +242,7 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
             done = idle & (quiet >= resolve_after)
             for c in np.nonzero(done)[0]:
                 spans.append((c, detected[c], last[c], d))
+            ended[done] = last[done]
             active &= ~done
             quiet[done] = 0
         for c in np.nonzero(active)[0]:
