@@ -189,26 +189,50 @@ def _median(values: pd.Series) -> float:
 ORACLE_P_VALUE = 1e-4
 
 
-def detectable_share(truth: pd.DataFrame, metrics: pd.DataFrame) -> float:
-    """The recall of an oracle that reads only spend and leads but knows each incident's true span
-    and normal cost per lead: how much of the portfolio is visible in lead counts at all.
+def oracle_row(truth: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, float]:
+    """The recall of an oracle: what the data can show at all, a ceiling for any detector.
 
-    An incident counts when the leads over its whole span are implausibly few (Poisson
-    p < ``ORACLE_P_VALUE``) for what its spend would have bought at the normal cost per lead, or
-    when it is a spend runaway (visible in spend alone). The normal leads come from the truth:
-    spend − excess is what the leads cost at the normal price. Clicks are evidence the oracle does
-    not read, so a detector that reads them can do better.
+    The oracle knows each incident's true span and normal rates, and counts an incident as found
+    when its data over that span are implausible at the normal rates (Poisson p <
+    ``ORACLE_P_VALUE``): leads given spend, or clicks given spend with leads given clicks (Fisher's
+    combination). Spend runaways count as found (spend alone shows them). A creep counts as found
+    before doubling when its leads up to the day before ``doubles_on`` already are. The normal
+    leads come from the truth (spend − excess is what the leads cost at the normal price), the
+    normal clicks from the spike's mechanism and size.
     """
-    from scipy.stats import poisson
+    from scipy.stats import chi2, poisson
 
-    hits = 0
+    found, early = {}, {}
     for t in truth.itertuples(index=False):
         rows = (metrics["account_id"] == t.account_id) & metrics["date"].between(t.onset, t.end)
         if t.scope == "campaign":
             rows &= metrics["campaign_id"] == t.campaign_id
-        spend, leads = float(metrics.loc[rows, "spend"].sum()), float(metrics.loc[rows, "leads"].sum())
+        span = metrics[rows].sort_values("date")
+        spend, leads, clicks = (float(span[c].sum()) for c in ("spend", "leads", "clicks"))
         normal_cost = spend - t.true_excess
         days = (t.end - t.onset).days + 1
         normal_leads = spend * leads / normal_cost if leads > 0 and normal_cost > 0 else t.base_leads_per_day * days
-        hits += t.cls == "spend_runaway" or poisson.cdf(leads, normal_leads) < ORACLE_P_VALUE
-    return hits / len(truth) if len(truth) else float("nan")
+        p = poisson.cdf(leads, normal_leads)
+        cost_per_click = {"cpc": t.magnitude, "both": t.magnitude**0.5}.get(t.mechanism, 1.0) if t.cls == "spike" else 1.0
+        if cost_per_click > 1 and clicks > 0:
+            normal_clicks = clicks * cost_per_click
+            p_clicks = poisson.cdf(clicks, normal_clicks)
+            p_conversion = poisson.cdf(leads, clicks * normal_leads / normal_clicks)
+            statistic = -2 * (np.log(max(p_clicks, 1e-300)) + np.log(max(p_conversion, 1e-300)))
+            p = min(p, chi2.sf(statistic, 4))
+        found[t.incident_id] = t.cls == "spend_runaway" or p < ORACLE_P_VALUE
+        if t.cls == "creep":
+            before = span[span["date"] < t.doubles_on] if pd.notna(t.doubles_on) else span
+            growth = (1 + t.magnitude) ** np.arange(len(before))
+            early[t.incident_id] = poisson.cdf(before["leads"].sum(), (before["leads"].to_numpy() * growth).sum()) < ORACLE_P_VALUE
+    hit = truth["incident_id"].map(found).astype(bool)
+    big = (truth["cls"] == "spike") & (truth["magnitude"] >= BIG_SPIKE_FACTOR) & (truth["base_leads_per_day"] >= BIG_SPIKE_MIN_LEADS)
+    spikes = truth["cls"] == "spike"
+    row = {
+        "recall": _mean(hit),
+        "recall_big_spikes": _mean(hit[big]),
+        "creep_before_double": _mean(truth.loc[truth["cls"] == "creep", "incident_id"].map(early).astype(float)),
+        **{f"recall_{cls}": _mean(hit[truth["cls"] == cls]) for cls in CLASSES},
+        **{f"recall_spike_{f:g}x": _mean(hit[spikes & (truth["magnitude"] == f)]) for f in sorted(truth.loc[spikes, "magnitude"].unique())},
+    }
+    return row

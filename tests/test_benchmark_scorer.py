@@ -123,3 +123,30 @@ def test_no_alerts():
     assert (s.alerts, s.recall) == (0, 0.0)
     assert math.isnan(s.precision) and math.isnan(s.f1)
     assert not s.incidents["detected"].any()
+
+
+def test_the_oracle_finds_what_the_data_can_show_and_nothing_else():
+    from benchmarks.score import oracle_row
+
+    days = pd.date_range("2026-01-10", periods=6, freq="D")
+
+    def rows(campaign: str, leads: float, clicks: float) -> pd.DataFrame:
+        return pd.DataFrame({"date": days, "account_id": "A", "campaign_id": campaign, "spend": 1000.0, "leads": leads, "clicks": clicks})
+
+    # a1: no leads where 10 a day were due; a2: 8 leads a day for 10 due, too little to tell;
+    # a3: a cost-per-click spike in a small campaign, 3 leads where 9 were due (not proof on its
+    # own), but 60 clicks where 300 were due
+    metrics = pd.concat([rows("a1", 0.0, 500.0), rows("a2", 8.0, 400.0), rows("a3", 0.5, 10.0)], ignore_index=True)
+    truth = truth_frame(
+        {"incident_id": 1, "cls": "spike", "magnitude": 10.0, "account_id": "A", "campaign_id": "a1", "onset": "2026-01-10", "end": "2026-01-15",
+         "true_excess": 6000.0, "base_leads_per_day": 10.0},
+        {"incident_id": 2, "cls": "spike", "magnitude": 1.5, "account_id": "A", "campaign_id": "a2", "onset": "2026-01-10", "end": "2026-01-15",
+         "true_excess": 1200.0},
+        {"incident_id": 3, "cls": "spike", "magnitude": 5.0, "mechanism": "cpc", "account_id": "A", "campaign_id": "a3", "onset": "2026-01-10",
+         "end": "2026-01-15", "true_excess": 4000.0},
+    )
+    row = oracle_row(truth, metrics)
+    assert row["recall"] == pytest.approx(2 / 3)
+    assert (row["recall_spike_10x"], row["recall_spike_1.5x"], row["recall_spike_5x"]) == (1.0, 0.0, 1.0)
+    without_clicks = oracle_row(truth.assign(mechanism=""), metrics)
+    assert without_clicks["recall_spike_5x"] == 0.0  # the leads alone do not show it
