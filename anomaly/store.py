@@ -227,8 +227,8 @@ class Store:
             rows = conn.execute(query).all()
         if not rows:
             return empty_metrics()
-        # column-wise is several times faster than pandas walking a million row objects
-        frame = _normalise_loaded(pd.DataFrame(dict(zip(METRIC_COLUMNS, zip(*rows)))))
+        # plain tuples: pandas reads a million of them several times faster than row objects
+        frame = _normalise_loaded(pd.DataFrame.from_records([tuple(row) for row in rows], columns=METRIC_COLUMNS))
         hourly = frame["hour"] != DAILY
         if hourly.any():
             key = ["account_id", "campaign_id", "date"]
