@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -49,11 +50,11 @@ class _Window:
 
     def __init__(self, ctx: Context, days: int, lag: int = 0):
         p, b = ctx.panel, ctx.baseline
+        self._ctx, self._days, self._back = ctx, days, days - 1 + lag
         self.spend = window_sum(p.spend, days)
         self.leads = window_sum(p.leads, days)
         self.clicks = window_sum(p.clicks, days)
-        self.impressions = window_sum(p.impressions, days)
-        back = days - 1 + lag
+        back = self._back
         self.base_cpl = shift(b.cpl, back)
         base_cpc = shift(b.cpc, back)
         self.ready = shift(b.ready.astype(float), back) == 1.0
@@ -61,13 +62,6 @@ class _Window:
         with np.errstate(divide="ignore", invalid="ignore"):
             self.expected = self.spend / self.base_cpl
             self.expected_spend = shift(b.spend, back) * window_sum(b.spend_factor, days)
-            self.base = {
-                "cpl": self.base_cpl,
-                "spend": shift(b.spend, back) * days,
-                "leads": shift(b.leads, back) * days,
-                "clicks": shift(b.clicks, back) * days,
-                "impressions": shift(b.impressions, back) * days,
-            }
             # Tail probabilities are computed only where the matching ratio is above 1: every rule
             # that reads them also needs a ratio above 1 (or a shortfall below 1) to fire.
             # leads given spend: so few leads must be implausible at the baseline cost per lead
@@ -85,6 +79,19 @@ class _Window:
             p_clicks = lower_tail(self.clicks, expected_clicks, dispersion(ctx.variation.clicks, days, click_info), where=worse)
             p_conversion = lower_tail(self.leads, self.clicks * base_cvr, phi_leads, where=worse)
             self.p_clicks_route = np.where(worse, fisher(p_clicks, p_conversion), 1.0)
+
+    # only threshold rules read these: built on first use, not for every window
+
+    @cached_property
+    def impressions(self) -> np.ndarray:
+        return window_sum(self._ctx.panel.impressions, self._days)
+
+    @cached_property
+    def base(self) -> dict[str, np.ndarray]:
+        """The baseline's totals over a window as long as this one."""
+        b, back, days = self._ctx.baseline, self._back, self._days
+        totals = {name: shift(getattr(b, name), back) * days for name in ("spend", "leads", "clicks", "impressions")}
+        return {"cpl": self.base_cpl, **totals}
 
 
 def _levels(breach_warning: np.ndarray, breach_critical: np.ndarray | None, guard: np.ndarray) -> np.ndarray:
