@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 ONE_RULE = {"a.yaml": "rules:\n  - {name: r1, type: cpl_ratio, warning: 2}\n"}
 PARTY_A = "parties:\n  a: {name: Agency A}\n"
-CONFIG_KEYS = "alerts, detection, ownership, parties, rules_dir, sources, store"
+CONFIG_KEYS = "alerts, detection, ownership, parties, rules_dir, service, sources, store"
 RULE_KEYS = (  # a cpl_ratio rule's
     "after_ownership_change, baseline_lag_days, critical, description, enabled, family, forest, max_p_value, "
     "min_expected_leads, min_spend, name, scope, type, use_clicks, warning, window_days"
@@ -101,7 +101,7 @@ CONFIG_ERRORS = [
         "sources:\n  - {type: csv, name: s, metrics: [m.csv], lookbak_days: 3}\n",
         [
             "config.yaml: sources[0].lookbak_days: unknown key; did you mean 'lookback_days'? expected one of: "
-            "changes, currency, history_days, lookback_days, metrics, name, type"
+            "changes, currency, history_days, lookback_days, metrics, name, schedule, type"
         ],
         id="unknown-key-in-source",
     ),
@@ -160,12 +160,12 @@ CONFIG_ERRORS = [
     ),
     pytest.param(
         "sources:\n  - {type: bigquery, name: s}\n",
-        ["config.yaml: sources[0].type: expected one of 'csv', got 'bigquery'"],
+        ["config.yaml: sources[0].type: expected one of 'csv', 'google_ads', got 'bigquery'"],
         id="unknown-source-type",
     ),
     pytest.param(
         "sources:\n  - {name: s, metrics: [m.csv]}\n",
-        ["config.yaml: sources[0].type: required key is missing; expected one of 'csv'"],
+        ["config.yaml: sources[0].type: required key is missing; expected one of 'csv', 'google_ads'"],
         id="missing-source-type",
     ),
     pytest.param(
