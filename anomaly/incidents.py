@@ -23,7 +23,7 @@ import pandas as pd
 
 from anomaly.detect import Detection
 from anomaly.detect.panel import ACCOUNT_TOTAL
-from anomaly.ownership import party_of_email
+from anomaly.ownership import party_of_change
 from anomaly.store import IncidentWrite
 
 SEVERITY_RANK = {"warning": 1, "critical": 2}
@@ -38,6 +38,7 @@ class Change:
     resource_type: str
     operation: str
     changed_fields: str
+    client_type: str = ""  # how it was made, e.g. GOOGLE_ADS_AUTOMATED_RULE
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,9 @@ def build_incidents(
                         changed_at=row.changed_at.to_pydatetime(),
                         campaign_id=row.campaign_id,
                         user_email=row.user_email,
-                        party=party_of_email(row.user_email, domains),
+                        party=party_of_change(row.user_email, row.client_type, domains),
                         resource_type=row.resource_type,
+                        client_type=row.client_type,
                         operation=row.operation,
                         changed_fields=row.changed_fields,
                     )

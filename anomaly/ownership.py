@@ -15,6 +15,9 @@ from anomaly.schema import empty_ownership, normalise_ownership
 
 UNKNOWN = "unknown"
 UNATTRIBUTED = "unattributed"
+AUTOMATED = "automated"
+#: Google Ads client types through which no person makes the change.
+AUTOMATED_CLIENT_TYPES = frozenset({"GOOGLE_ADS_AUTOMATED_RULE", "GOOGLE_ADS_RECOMMENDATIONS", "GOOGLE_ADS_SCRIPTS", "INTERNAL_TOOL"})
 
 
 def ownership_periods(config: Config) -> pd.DataFrame:
@@ -84,6 +87,11 @@ def party_of_email(email: str, domains: dict[str, str]) -> str:
             return domains[domain]
         _, _, domain = domain.partition(".")  # a subdomain belongs to its parent's party
     return UNATTRIBUTED
+
+
+def party_of_change(email: str, client_type: str, domains: dict[str, str]) -> str:
+    """The party behind a change: "automated" for rules, scripts and recommendations, else by email."""
+    return AUTOMATED if client_type in AUTOMATED_CLIENT_TYPES else party_of_email(email, domains)
 
 
 def domain_map(config: Config) -> dict[str, str]:

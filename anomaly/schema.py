@@ -27,12 +27,14 @@ METRIC_COLUMNS = [
     "leads",
 ]
 
-# campaign_id is "" for an account-level change.
+# campaign_id is "" for an account-level change; client_type is how it was made (the Google Ads
+# client type, e.g. GOOGLE_ADS_WEB_CLIENT or GOOGLE_ADS_AUTOMATED_RULE; "" when the source does not say).
 CHANGE_COLUMNS = [
     "changed_at",
     "account_id",
     "campaign_id",
     "user_email",
+    "client_type",
     "resource_type",
     "operation",
     "changed_fields",
@@ -79,7 +81,7 @@ def normalise_changes(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "changed_at": pd.to_datetime(df["changed_at"]).astype("datetime64[ns]"),
-            **{c: df[c].fillna("").astype(str) for c in CHANGE_COLUMNS[1:]},
+            **{c: (df[c].astype(object) if c in df else pd.Series("", index=df.index)).fillna("").astype(str) for c in CHANGE_COLUMNS[1:]},
         },
         index=df.index,
     )

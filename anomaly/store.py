@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from anomaly.errors import AnomalyError
 from anomaly.schema import CHANGE_COLUMNS, DAILY, METRIC_COLUMNS, METRIC_KEY, empty_changes, empty_metrics
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -54,6 +54,7 @@ changes = sa.Table(
     sa.Column("account_id", sa.String(64), nullable=False),
     sa.Column("campaign_id", sa.String(64), nullable=False),
     sa.Column("user_email", sa.Text, nullable=False),
+    sa.Column("client_type", sa.String(40), nullable=False, server_default=""),
     sa.Column("resource_type", sa.Text, nullable=False),
     sa.Column("operation", sa.Text, nullable=False),
     sa.Column("changed_fields", sa.Text, nullable=False),
@@ -391,7 +392,7 @@ def _change_records(frame: pd.DataFrame, source: str) -> list[dict[str, Any]]:
     for row in frame[CHANGE_COLUMNS].itertuples(index=False):
         values = dict(zip(CHANGE_COLUMNS, row))
         values["changed_at"] = pd.Timestamp(values["changed_at"]).to_pydatetime()
-        digest = hashlib.sha1("\x1f".join(str(values[c]) for c in CHANGE_COLUMNS).encode()).hexdigest()
+        digest = hashlib.sha1("\x1f".join(str(values[c]) for c in IDENTITY_COLUMNS).encode()).hexdigest()
         records.append({**values, "change_key": digest, "source": source})
     return records
 
@@ -413,4 +414,13 @@ def _chunks(rows: list, size: int):
 
 
 # version → function(conn) that brings a store from version-1 to version. None yet beyond 1.
-_MIGRATIONS: dict[int, Any] = {}
+#: The columns that identify a change (its key is their digest). ``client_type`` came later and is
+#: left out, so a change stored before it existed is not stored again.
+IDENTITY_COLUMNS = [c for c in CHANGE_COLUMNS if c != "client_type"]
+
+
+def _add_client_type(conn: sa.Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE changes ADD COLUMN client_type VARCHAR(40) NOT NULL DEFAULT ''"))
+
+
+_MIGRATIONS: dict[int, Any] = {2: _add_client_type}

@@ -8,15 +8,18 @@ from typing import Protocol
 
 import pandas as pd
 
-from anomaly.schema import empty_changes, empty_metrics
+from anomaly.errors import SourceError
+from anomaly.schema import empty_changes, empty_metrics, empty_ownership
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One fetch: canonical metrics (see ``anomaly.schema``) and, where the source has it, change history.
+    """One fetch: canonical metrics (see ``anomaly.schema``) and, where the source has them, change
+    history and the ownership periods it inferred from that history.
 
     ``start``/``end`` are the inclusive dates that were asked for. Within them, a campaign-day the
-    source does not return means zero activity, not missing data.
+    source does not return means zero activity, not missing data. ``failures`` are the accounts that
+    failed while the others were fetched (their data is missing from this batch, not zero).
     """
 
     source: str
@@ -24,6 +27,8 @@ class Batch:
     end: dt.date
     metrics: pd.DataFrame = field(default_factory=empty_metrics)
     changes: pd.DataFrame = field(default_factory=empty_changes)
+    ownership: pd.DataFrame = field(default_factory=empty_ownership)
+    failures: tuple[SourceError, ...] = ()
 
 
 class Connector(Protocol):

@@ -43,7 +43,7 @@ MAX_PROBLEMS_PER_FILE = 50
 METRICS_REQUIRED = ("date", "account_id", "campaign_id", "spend", "clicks", "leads")
 METRICS_OPTIONAL = ("account_name", "campaign_name", "currency", "impressions", "hour")
 CHANGES_REQUIRED = ("changed_at", "account_id")
-CHANGES_OPTIONAL = ("campaign_id", "user_email", "resource_type", "operation", "changed_fields")
+CHANGES_OPTIONAL = ("campaign_id", "user_email", "client_type", "resource_type", "operation", "changed_fields")
 OWNERSHIP_REQUIRED = ("account_id", "party", "start")
 OWNERSHIP_OPTIONAL = ("campaign_id", "end")
 

@@ -305,7 +305,7 @@ def test_changes_are_converted_to_naive_utc(tmp_path):
 
 def test_changes_optional_columns_default_to_empty(tmp_path):
     frame = read_changes_csv(write(tmp_path / "c.csv", "changed_at,account_id\n2026-07-09T14:03,007\n"))
-    assert frame.iloc[0].tolist() == [pd.Timestamp("2026-07-09 14:03"), "007", "", "", "", "", ""]
+    assert frame.iloc[0].tolist() == [pd.Timestamp("2026-07-09 14:03"), "007", "", "", "", "", "", ""]
 
 
 CHANGE_ERRORS = [
@@ -324,7 +324,7 @@ CHANGE_ERRORS = [
     pytest.param(
         "changed_at,account_id,user\n",
         ["header: unknown column 'user'; allowed columns: changed_at, account_id, campaign_id, user_email, "
-         "resource_type, operation, changed_fields"],
+         "client_type, resource_type, operation, changed_fields"],
         id="unknown-column",
     ),
     pytest.param(

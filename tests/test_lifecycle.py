@@ -64,11 +64,14 @@ def test_changes_before_onset_are_attributed_by_email_domain():
             columns=["changed_at", "account_id", "campaign_id", "user_email", "resource_type", "operation", "changed_fields"],
         )
     )
+    rule_run = (onset + pd.Timedelta(hours=4), "A", "c1", "x@partner.example", "GOOGLE_ADS_AUTOMATED_RULE", "CAMPAIGN_BUDGET", "UPDATE", "by a rule")
+    changes = pd.concat([changes, normalise_changes(pd.DataFrame([rule_run], columns=["changed_at", "account_id", "campaign_id", "user_email", "client_type", "resource_type", "operation", "changed_fields"]))])
     incident = _incident(metrics, changes=changes)
     assert [(c.changed_fields, c.party) for c in incident.changes] == [
         ("bid strategy", "partner"),
         ("account level", "partner"),
         ("same day", "unattributed"),
+        ("by a rule", "automated"),  # a rule the partner set up is not the partner's hand
     ]
 
 

@@ -366,3 +366,24 @@ def test_a_failing_incident_batch_enqueues_nothing(store: Store) -> None:
     assert store.load_incidents() == []
     assert store.pending() == []
     assert store.outbox_counts() == {}
+
+
+def test_a_version_1_store_gains_client_type_and_keeps_its_changes(store_url):
+    store = Store(store_url)
+    store.migrate()
+    change = normalise_changes(
+        pd.DataFrame(
+            {"changed_at": [pd.Timestamp("2026-07-09 15:41")], "account_id": ["4821937710"], "campaign_id": ["20118341"],
+             "user_email": ["dana.kim@beaconreach.example"], "resource_type": ["CAMPAIGN"], "operation": ["UPDATE"],
+             "changed_fields": ["bidding_strategy_type"]}
+        )
+    )
+    store.ingest("csv", dt.date(2026, 7, 9), dt.date(2026, 7, 9), empty_metrics(), change)
+    with store.engine.begin() as conn:  # back to how version 1 stored it
+        conn.execute(sa.text("ALTER TABLE changes DROP COLUMN client_type"))
+        conn.execute(schema_version.update().values(version=1))
+    store.migrate()
+    loaded = store.load_changes()
+    assert loaded["client_type"].tolist() == [""] and loaded["user_email"].tolist() == ["dana.kim@beaconreach.example"]
+    store.ingest("csv", dt.date(2026, 7, 9), dt.date(2026, 7, 9), empty_metrics(), change)  # the same change again
+    assert len(store.load_changes()) == 1
