@@ -17,7 +17,9 @@ UNKNOWN = "unknown"
 UNATTRIBUTED = "unattributed"
 AUTOMATED = "automated"
 #: Google Ads client types through which no person makes the change.
-AUTOMATED_CLIENT_TYPES = frozenset({"GOOGLE_ADS_AUTOMATED_RULE", "GOOGLE_ADS_RECOMMENDATIONS", "GOOGLE_ADS_SCRIPTS", "INTERNAL_TOOL"})
+AUTOMATED_CLIENT_TYPES = frozenset(
+    {"GOOGLE_ADS_AUTOMATED_RULE", "GOOGLE_ADS_RECOMMENDATIONS", "GOOGLE_ADS_RECOMMENDATIONS_SUBSCRIPTION", "GOOGLE_ADS_SCRIPTS", "INTERNAL_TOOL"}
+)
 
 
 def ownership_periods(config: Config) -> pd.DataFrame:
