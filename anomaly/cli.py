@@ -1,4 +1,4 @@
-"""The ``anomaly`` command line: demo, check, run, backtest, incidents, report."""
+"""The ``anomaly`` command line: demo, check, run, serve, status, backtest, incidents, report."""
 
 from __future__ import annotations
 
@@ -85,6 +85,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0 if d.failed == 0 else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from anomaly.service import serve
+
+    return serve(_config_path(args))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from anomaly.service import status_text
+
+    config, _, _, path = _load(args)
+    print(status_text(config, _store(config), str(path.resolve())))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -271,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", type=_date, help="last day to evaluate (default: the last day with data)")
     run.add_argument("--today", type=_date, help="the day the pull runs up to (default: today)")
     run.set_defaults(func=cmd_run)
+
+    sub.add_parser("serve", help="the scheduled service: pull, detect and notify on each source's schedule, until stopped").set_defaults(func=cmd_serve)
+    sub.add_parser("status", help="last pulls, next runs, the service lock, pending notifications, open incidents").set_defaults(func=cmd_status)
 
     bt = sub.add_parser("backtest", help="replay history causally; print the alerts that would have been sent")
     bt.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")

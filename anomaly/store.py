@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from anomaly.errors import AnomalyError
 from anomaly.schema import CHANGE_COLUMNS, DAILY, METRIC_COLUMNS, METRIC_KEY, empty_changes, empty_metrics
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -104,10 +104,10 @@ outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dedupe_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),
     sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
     sa.Column("event", sa.String(16), nullable=False),  # opened | updated | resolved
-    sa.Column("sink", sa.String(64), nullable=False),
+    sa.Column("sink", sa.Text, nullable=False),  # e.g. jsonl:/an/absolute/path, as long as the path
     sa.Column("payload", sa.Text, nullable=False),  # JSON: the alert as the sinks render it
     sa.Column("status", sa.String(16), nullable=False),  # pending | sent
     sa.Column("attempts", sa.Integer, nullable=False),
@@ -116,6 +116,17 @@ outbox = sa.Table(
     sa.Column("sent_at", sa.DateTime),
 )
 sa.Index("ix_outbox_pending", outbox.c.status, outbox.c.id)
+
+# one row while `anomaly serve` runs: which instance may run jobs on this store
+service_lock = sa.Table(
+    "service_lock",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),  # always SERVICE_LOCK
+    sa.Column("holder", sa.String(200), nullable=False),  # host:pid:random, see anomaly.service
+    sa.Column("acquired_at", sa.DateTime, nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime, nullable=False),
+)
+SERVICE_LOCK = "serve"
 
 
 def utcnow() -> dt.datetime:
@@ -126,6 +137,27 @@ def utcnow() -> dt.datetime:
 class IngestResult:
     metric_rows: int
     change_rows: int
+
+
+@dataclass(frozen=True)
+class PullRecord:
+    """One successful pull of a source (failed pulls store nothing, so they leave no record)."""
+
+    source: str
+    start: dt.date
+    end: dt.date
+    metric_rows: int
+    change_rows: int
+    pulled_at: dt.datetime  # UTC
+
+
+@dataclass(frozen=True)
+class ServiceLock:
+    """Who holds the service lock; times in UTC."""
+
+    holder: str
+    acquired_at: dt.datetime
+    heartbeat_at: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -215,6 +247,16 @@ class Store:
     def last_pull_end(self, source: str) -> dt.date | None:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(pulls.c.end)).where(pulls.c.source == source)).scalar()
+
+    def last_pulls(self) -> dict[str, PullRecord]:
+        """The latest successful pull of each source that has one, by source name."""
+        latest = sa.select(sa.func.max(pulls.c.id)).group_by(pulls.c.source)
+        query = sa.select(pulls).where(pulls.c.id.in_(latest))
+        with self.engine.connect() as conn:
+            return {
+                r.source: PullRecord(r.source, r.start, r.end, r.metric_rows, r.change_rows, r.pulled_at)
+                for r in conn.execute(query)
+            }
 
     def load_metrics(self, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
         """Daily canonical metrics (hour = DAILY). Hourly rows are summed into their day; where a day
@@ -331,6 +373,47 @@ class Store:
             rows = conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))
             return {status: n for status, n in rows}
 
+    # -- the service lock ---------------------------------------------------------------------
+
+    def acquire_service_lock(self, holder: str, *, stale_before: dt.datetime, now: dt.datetime | None = None) -> ServiceLock:
+        """Take the service lock for ``holder`` in one transaction: when nobody holds it, when
+        ``holder`` already does, or when the holder's last heartbeat is older than ``stale_before``
+        (UTC). Returns the lock as it stands afterwards: held by ``holder``, or by the live holder
+        that kept it."""
+        now = now or utcnow()
+        row = {"holder": holder, "acquired_at": now, "heartbeat_at": now}
+        with self.engine.begin() as conn:
+            insert = self._upsert(service_lock, ["name"], update=False).values(name=SERVICE_LOCK, **row)
+            if not conn.execute(insert.returning(service_lock.c.name)).all():
+                conn.execute(
+                    service_lock.update()
+                    .where(service_lock.c.name == SERVICE_LOCK)
+                    .where(sa.or_(service_lock.c.holder == holder, service_lock.c.heartbeat_at < stale_before))
+                    .values(**row)
+                )
+            current = conn.execute(sa.select(service_lock).where(service_lock.c.name == SERVICE_LOCK)).one()
+        return ServiceLock(current.holder, current.acquired_at, current.heartbeat_at)
+
+    def refresh_service_lock(self, holder: str, *, now: dt.datetime | None = None) -> bool:
+        """Record a heartbeat of ``holder``; False when it no longer holds the lock."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                service_lock.update()
+                .where(service_lock.c.name == SERVICE_LOCK, service_lock.c.holder == holder)
+                .values(heartbeat_at=now or utcnow())
+            )
+        return result.rowcount == 1
+
+    def release_service_lock(self, holder: str) -> None:
+        """Give the lock up, if ``holder`` still holds it."""
+        with self.engine.begin() as conn:
+            conn.execute(service_lock.delete().where(service_lock.c.name == SERVICE_LOCK, service_lock.c.holder == holder))
+
+    def service_lock_holder(self) -> ServiceLock | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(service_lock).where(service_lock.c.name == SERVICE_LOCK)).first()
+        return ServiceLock(row.holder, row.acquired_at, row.heartbeat_at) if row is not None else None
+
 
 @dataclass(frozen=True)
 class IncidentWrite:
@@ -413,7 +496,6 @@ def _chunks(rows: list, size: int):
         yield rows[i : i + size]
 
 
-# version → function(conn) that brings a store from version-1 to version. None yet beyond 1.
 #: The columns that identify a change (its key is their digest). ``client_type`` came later and is
 #: left out, so a change stored before it existed is not stored again.
 IDENTITY_COLUMNS = [c for c in CHANGE_COLUMNS if c != "client_type"]
@@ -423,4 +505,21 @@ def _add_client_type(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE changes ADD COLUMN client_type VARCHAR(40) NOT NULL DEFAULT ''"))
 
 
-_MIGRATIONS: dict[int, Any] = {2: _add_client_type}
+def _add_service_lock(conn: sa.Connection) -> None:
+    # IF NOT EXISTS: a store whose version number was set back by hand already has the table
+    conn.execute(
+        sa.text(
+            "CREATE TABLE IF NOT EXISTS service_lock (name VARCHAR(32) NOT NULL PRIMARY KEY, holder VARCHAR(200) NOT NULL, "
+            "acquired_at TIMESTAMP NOT NULL, heartbeat_at TIMESTAMP NOT NULL)"
+        )
+    )
+
+
+def _unbounded_sink_names(conn: sa.Connection) -> None:
+    # a sink's name holds a file path; SQLite never enforced the old lengths, PostgreSQL did
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("ALTER TABLE outbox ALTER COLUMN sink TYPE TEXT, ALTER COLUMN dedupe_key TYPE TEXT"))
+
+
+#: version → function(conn) that brings a store from version − 1 to version.
+_MIGRATIONS: dict[int, Any] = {2: _add_client_type, 3: _add_service_lock, 4: _unbounded_sink_names}

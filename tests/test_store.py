@@ -279,6 +279,12 @@ def outbox_row(store: Store, item_id: int) -> dict[str, Any]:
         return dict(conn.execute(sa.select(outbox).where(outbox.c.id == item_id)).one()._mapping)
 
 
+def test_a_sink_named_by_a_long_file_path_is_stored(store: Store) -> None:
+    sink = "jsonl:/srv/agency/" + "clients/" * 40 + "alerts.jsonl"  # over 300 characters
+    assert store.save_incidents([IncidentWrite(None, incident(), (note(sink),))]) == 1
+    assert [item.sink for item in store.pending()] == [sink]
+
+
 def test_outbox_enqueues_once_and_tracks_delivery(store: Store) -> None:
     notes = (note("slack:#media"), note("console"))
 
