@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from anomaly.alerts import DeliveryReport, Sink, deliver
-from anomaly.config import Config, CsvSourceConfig, RuleBase
+from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, RuleBase
 from anomaly.detect import detect
+from anomaly.errors import AnomalyError
 from anomaly.incidents import Incident, build_incidents, reconcile
 from anomaly.ownership import domain_map
 from anomaly.store import Store
@@ -20,10 +21,23 @@ from connectors.csv_files import CsvConnector
 log = logging.getLogger(__name__)
 
 
-def make_connector(source) -> Connector:
+def make_connector(source, config: Config) -> Connector:
     if isinstance(source, CsvSourceConfig):
         return CsvConnector(source.name, source.metrics, source.changes, currency=source.currency)
+    if isinstance(source, GoogleAdsSourceConfig):
+        from connectors.google_ads import GoogleAdsConnector  # the client library is large: load it only when used
+
+        declared = {a.account_id for a in config.ownership.assignments} | _file_declared_accounts(config)
+        return GoogleAdsConnector(source, domain_map(config), declared_accounts=declared)
     raise TypeError(f"no connector for source type {source.type!r}")  # pragma: no cover - config validates types
+
+
+def _file_declared_accounts(config: Config) -> set[str]:
+    if not config.ownership.file:
+        return set()
+    from connectors.csv_files import read_ownership_csv
+
+    return set(read_ownership_csv(config.ownership.file, list(config.parties))["account_id"])
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,27 @@ class PullReport:
 
 
 @dataclass(frozen=True)
+class PullFailure:
+    source: str
+    error: Exception
+
+
+class PullError(AnomalyError):
+    """Sources that could not be pulled, after the others were pulled and the cycle ran without them."""
+
+    def __init__(self, failures: list[PullFailure]):
+        self.failures = list(failures)
+        super().__init__("\n".join(_describe(f) for f in self.failures))
+
+
+def _describe(failure: PullFailure) -> str:
+    # the project's own errors already say where (file and line, or source, account and request id)
+    if isinstance(failure.error, AnomalyError):
+        return str(failure.error)
+    return f"source {failure.source!r}: {type(failure.error).__name__}: {failure.error}"
+
+
+@dataclass(frozen=True)
 class CycleReport:
     pulls: list[PullReport]
     as_of: dt.date | None
@@ -45,19 +80,33 @@ class CycleReport:
     delivery: DeliveryReport
 
 
-def pull(config: Config, store: Store, today: dt.date) -> list[PullReport]:
-    """Fetch each source from its cursor minus the restatement look-back (or ``history_days`` back
-    on the first pull) through ``today``, and upsert it. A source with bad data changes nothing."""
-    reports = []
+def pull(config: Config, store: Store, today: dt.date) -> tuple[list[PullReport], list[PullFailure]]:
+    """Pull every source (see ``pull_source``). A source that fails, whatever the reason, is logged
+    and skipped: the others are still pulled."""
+    reports, failures = [], []
     for source in config.sources:
-        last = store.last_pull_end(source.name)
-        start = (last - dt.timedelta(days=source.lookback_days)) if last else today - dt.timedelta(days=source.history_days)
-        start = min(start, today)
-        batch = make_connector(source).fetch(start, today)
-        result = store.ingest(source.name, start, today, batch.metrics, batch.changes)
-        log.info("pulled %s %s..%s: %d metric rows, %d changes", source.name, start, today, result.metric_rows, result.change_rows)
-        reports.append(PullReport(source.name, start, today, result.metric_rows, result.change_rows))
-    return reports
+        try:
+            reports.append(pull_source(config, source, store, today))
+        except Exception as exc:  # noqa: BLE001 - one broken source must not starve the others
+            log.error("source %r was not pulled; the other sources go on: %s", source.name, exc, exc_info=not isinstance(exc, AnomalyError))
+            failures.append(PullFailure(source.name, exc))
+    return reports, failures
+
+
+def pull_source(config: Config, source, store: Store, today: dt.date) -> PullReport:
+    """Fetch one source from its cursor minus the restatement look-back (or ``history_days`` back on
+    its first pull) through ``today``, and upsert it. Starting from the cursor catches up every day
+    missed since the last pull. A source with bad data changes nothing."""
+    last = store.last_pull_end(source.name)
+    start = (last - dt.timedelta(days=source.lookback_days)) if last else today - dt.timedelta(days=source.history_days)
+    start = min(start, today)
+    log.info("pulling %s %s..%s", source.name, start, today)
+    batch = make_connector(source, config).fetch(start, today)
+    for failure in batch.failures:
+        log.error("source %r: left out of the pull of %s..%s, its days there stay unknown: %s", source.name, start, today, failure)
+    result = store.ingest(source.name, start, today, batch.metrics, batch.changes)
+    log.info("pulled %s %s..%s: %d metric rows, %d changes", source.name, start, today, result.metric_rows, result.change_rows)
+    return PullReport(source.name, start, today, result.metric_rows, result.change_rows)
 
 
 def derive_incidents(
@@ -95,9 +144,13 @@ def run_cycle(
     as_of: dt.date | None = None,
     pull_sources: bool = True,
 ) -> CycleReport:
-    """One idempotent cycle. ``as_of`` (default: the last day with data) is the last day evaluated."""
+    """One idempotent cycle. ``as_of`` (default: the last day with data) is the last day evaluated.
+
+    A source that fails to pull does not stop the cycle: it runs on everything else, and then
+    ``PullError`` names the failed sources, so that the caller still sees the failure.
+    """
     today = today or dt.date.today()
-    pulls = pull(config, store, today) if pull_sources else []
+    pulls, failures = pull(config, store, today) if pull_sources else ([], [])
     metrics = store.load_metrics(end=as_of)
     enqueued = 0
     derived: list[Incident] = []
@@ -108,6 +161,8 @@ def run_cycle(
         writes = reconcile(store.load_incidents(), derived, as_of, [sink.name for sink in sinks])
         enqueued = store.save_incidents(writes)
     report = deliver(store, sinks)
+    if failures:
+        raise PullError(failures)
     return CycleReport(
         pulls=pulls,
         as_of=as_of,

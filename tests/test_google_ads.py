@@ -859,3 +859,52 @@ def test_the_connector_reports_credentials_errors_when_it_fetches(tmp_path: Path
     with pytest.raises(SourceError, match=f"cannot read the credentials file {re.escape(str(missing))}: "
                                           "No such file or directory"):
         connector.fetch(dt.date(2026, 7, 6), dt.date(2026, 7, 12))
+
+
+# ----------------------------------------------------------------------------------------------
+# end to end: config.yaml → the pipeline's pull → detection → an alert naming the partner's change
+
+
+def test_a_google_ads_source_runs_through_the_pipeline_to_an_alert(ads: FakeGoogleAds, tmp_path: Path,
+                                                                  clean_env: pytest.MonkeyPatch) -> None:
+    import json
+    import shutil
+
+    from anomaly.alerts import make_sinks
+    from anomaly.config import load_config
+    from anomaly.ownership import ownership_periods
+    from anomaly.pipeline import run_cycle
+    from anomaly.store import Store
+
+    today = dt.date.today()  # the connector keeps to the API's real 30-day change window
+    first = today - dt.timedelta(days=60)
+    for offset in range(60):
+        day = (first + dt.timedelta(days=offset)).isoformat()
+        broken = offset >= 58  # the last two days: the same spend, no leads
+        ads.add_metrics(A1, day, "111", cost_micros=1_000_000_000, clicks=500)
+        if not broken:
+            ads.add_conversions(A1, day, "111", "SUBMIT_LEAD_FORM", 10.0)
+    ads.add_change(A1, f"{(today - dt.timedelta(days=3)).isoformat()} 15:41:00", "dana.kim@beaconreach.example")
+    for name, value in [("USE_PROTO_PLUS", "True"), ("DEVELOPER_TOKEN", "dev-t0ken"), ("CLIENT_ID", "i"),
+                        ("CLIENT_SECRET", "s"), ("REFRESH_TOKEN", "r")]:
+        clean_env.setenv(f"GOOGLE_ADS_{name}", value)
+    shutil.copytree(Path(__file__).resolve().parent.parent / "rules", tmp_path / "rules")
+    (tmp_path / "config.yaml").write_text(
+        "store: {url: 'sqlite:///anomaly.db'}\n"
+        "parties:\n  northwind: {name: Northwind Digital, domains: [northwind-digital.example]}\n"
+        "  beacon: {name: Beacon Reach, domains: [beaconreach.example]}\n"
+        f"sources:\n  - {{type: google_ads, name: ads, login_customer_id: '{MANAGER}', customer_ids: ['{A1}'], history_days: 70}}\n"
+        "ownership: {default_party: northwind}\n"
+        "alerts:\n  sinks: [{type: jsonl, path: alerts.jsonl}]\n",
+        encoding="utf-8",
+    )
+    config, rules = load_config(tmp_path / "config.yaml", environ=dict(os.environ))
+    store = Store(config.store.url.get_secret_value())
+    store.migrate()
+    with _offline_credentials(return_value=AnonymousCredentials()):
+        report = run_cycle(config, rules, ownership_periods(config), store, make_sinks(config), today=today)
+    assert report.pulls[0].metric_rows == 60 and report.pulls[0].change_rows == 1
+    (alert,) = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert (alert["event"], alert["account_id"], alert["campaign_id"]) == ("opened", A1, "111")
+    assert alert["detected_on"] == (first + dt.timedelta(days=58)).isoformat()  # the first day without leads
+    assert [(c["user_email"], c["party"]) for c in alert["changes"]] == [("dana.kim@beaconreach.example", "beacon")]
