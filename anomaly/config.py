@@ -14,6 +14,7 @@ import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -399,12 +400,38 @@ class StoreConfig(StrictModel):
 Crontab = Annotated[str, Field(min_length=9, max_length=120)]
 
 
+def _time_zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"expected an IANA time zone like 'Europe/Berlin' or 'UTC', got {value!r}") from None
+    return value
+
+
 class ScheduleConfig(StrictModel):
     """When ``anomaly serve`` pulls a source: a crontab line (minute hour day month weekday) in
     ``timezone`` (an IANA name; default: the service's)."""
 
     cron: Crontab = "15 7 * * *"
     timezone: str | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"expected a crontab line (minute hour day month weekday), got {value!r}: {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _time_zone(value)
 
 
 class CsvSourceConfig(StrictModel):
@@ -577,6 +604,11 @@ class ServiceConfig(StrictModel):
 
     timezone: str = "UTC"
     deliver_every_minutes: int = Field(5, ge=1, le=1440)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _time_zone(value)
     refit: ScheduleConfig = ScheduleConfig(cron="30 4 * * *")
     misfire_grace_seconds: int = Field(3600, ge=1, le=86_400)
     operations_sink: str | None = None

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, EVENT_SCHEDULER_STARTED, JobExecutionEvent, SchedulerEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -173,22 +173,11 @@ def _detect_and_deliver(job: _JobContext) -> None:
 # Schedule
 
 
-def schedule_triggers(config: Config, file: str) -> dict[str, CronTrigger]:
-    """The cron schedules by job id: each source's pull and the refit. Raise InputError listing
-    every invalid crontab line or time zone, located in ``file``."""
-    problems: list[Problem] = []
-    zone = _zone(config.service.timezone, "service.timezone", file, problems)
-    schedules = {pull_job_id(s.name): (s.schedule, f"sources[{i}].schedule") for i, s in enumerate(config.sources)}
-    schedules[REFIT] = (config.service.refit, "service.refit")
-    triggers = {}
-    for job_id, (schedule, where) in schedules.items():
-        trigger = _cron(schedule, zone, where, file, problems)
-        if trigger is not None:
-            triggers[job_id] = trigger
-    if problems:
-        # not ConfigError: its message sends the reader to `anomaly check`, which does not check schedules
-        raise InputError(problems)
-    return triggers
+def schedule_triggers(config: Config) -> dict[str, CronTrigger]:
+    """The cron schedules by job id: each source's pull and the refit (config has checked them)."""
+    schedules = {pull_job_id(s.name): s.schedule for s in config.sources}
+    schedules[REFIT] = config.service.refit
+    return {job_id: _cron(schedule, config.service.timezone) for job_id, schedule in schedules.items()}
 
 
 def delivery_trigger(config: Config, started_at: dt.datetime) -> IntervalTrigger:
@@ -197,22 +186,8 @@ def delivery_trigger(config: Config, started_at: dt.datetime) -> IntervalTrigger
     return IntervalTrigger(minutes=config.service.deliver_every_minutes, start_date=_aware(started_at) + every, timezone=config.service.timezone)
 
 
-def _zone(name: str, where: str, file: str, problems: list[Problem]) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(Problem(file, where, f"expected an IANA time zone like 'Europe/Berlin' or 'UTC', got {name!r}"))
-        return None
-
-
-def _cron(schedule: ScheduleConfig, default_zone: ZoneInfo | None, where: str, file: str, problems: list[Problem]) -> CronTrigger | None:
-    zone = default_zone if schedule.timezone is None else _zone(schedule.timezone, f"{where}.timezone", file, problems)
-    try:
-        trigger = CronTrigger.from_crontab(schedule.cron, timezone=zone or dt.UTC)  # UTC: still check the line
-    except ValueError as exc:
-        problems.append(Problem(file, f"{where}.cron", f"expected a crontab line (minute hour day month weekday), got {schedule.cron!r}: {exc}"))
-        return None
-    return trigger if zone is not None else None
+def _cron(schedule: ScheduleConfig, default_zone: str) -> CronTrigger:
+    return CronTrigger.from_crontab(schedule.cron, timezone=ZoneInfo(schedule.timezone or default_zone))
 
 
 def _due_since(trigger: BaseTrigger, last: PullRecord | None, now: dt.datetime) -> bool:
@@ -247,7 +222,7 @@ class Service:
     ):
         self.config_path = str(Path(config_path).resolve())
         self.config, _ = load_config(self.config_path)
-        self.cron = schedule_triggers(self.config, self.config_path)
+        self.cron = schedule_triggers(self.config)
         self.operations = operations_sink(self.config, self.config_path)
         self.overrides = dict(triggers or {})
         unknown = set(self.overrides) - {*self.cron, DELIVER, HEARTBEAT}
@@ -441,7 +416,7 @@ def _stop_on_signal(read_fd: int, scheduler: BaseScheduler) -> None:
 def status_text(config: Config, store: Store, file: str, *, now: dt.datetime | None = None) -> str:
     """What ``anomaly status`` prints: each source's last pull and next run, the delivery and refit
     schedule, the lock holder, pending notifications and open incidents."""
-    cron = schedule_triggers(config, file)  # first: it reports an invalid time zone
+    cron = schedule_triggers(config)
     now = _aware(now or utcnow())
     zone = ZoneInfo(config.service.timezone)
     lock = store.service_lock_holder()
