@@ -15,7 +15,7 @@ import pandas as pd
 from anomaly.alerts.render import money, render_text
 from anomaly.config import Config, load_config, load_rules
 from anomaly.errors import AnomalyError, ConfigError, InputError, Problem
-from anomaly.ownership import ownership_periods
+from anomaly.ownership import ownership_periods, with_inferred
 from anomaly.store import Store
 
 # detection (scikit-learn, scipy) is imported by the commands that need it, so that `anomaly check`
@@ -169,6 +169,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"The store at {store.describe()} holds no metrics; run `anomaly run` (or `anomaly demo`) first.", file=sys.stderr)
         return 1
     changes = store.load_changes()
+    periods = with_inferred(periods, store.load_inferred_ownership())
     incidents = backtest(config, rules, periods, metrics, changes, args.date_from, args.date_to)
     elapsed = time.perf_counter() - started
     records = [i.backtest_record() for i in incidents]

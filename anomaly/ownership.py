@@ -40,6 +40,13 @@ def ownership_periods(config: Config) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else empty_ownership()
 
 
+def with_inferred(declared: pd.DataFrame, inferred: pd.DataFrame) -> pd.DataFrame:
+    """The declared periods, and the inferred ones of every account that none of them covers:
+    ownership written in config always wins over what change history suggests."""
+    extra = inferred[~inferred["account_id"].isin(set(declared["account_id"]))]
+    return pd.concat([declared, extra], ignore_index=True) if len(extra) else declared
+
+
 def party_matrix(
     periods: pd.DataFrame,
     account_ids: np.ndarray,

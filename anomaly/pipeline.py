@@ -13,7 +13,7 @@ from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, RuleB
 from anomaly.detect import detect
 from anomaly.errors import AnomalyError
 from anomaly.incidents import Incident, build_incidents, reconcile
-from anomaly.ownership import domain_map
+from anomaly.ownership import domain_map, with_inferred
 from anomaly.store import Store
 from connectors.base import Connector
 from connectors.csv_files import CsvConnector
@@ -104,7 +104,7 @@ def pull_source(config: Config, source, store: Store, today: dt.date) -> PullRep
     batch = make_connector(source, config).fetch(start, today)
     for failure in batch.failures:
         log.error("source %r: left out of the pull of %s..%s, its days there stay unknown: %s", source.name, start, today, failure)
-    result = store.ingest(source.name, start, today, batch.metrics, batch.changes)
+    result = store.ingest(source.name, start, today, batch.metrics, batch.changes, batch.ownership)
     log.info("pulled %s %s..%s: %d metric rows, %d changes", source.name, start, today, result.metric_rows, result.change_rows)
     return PullReport(source.name, start, today, result.metric_rows, result.change_rows)
 
@@ -157,7 +157,8 @@ def run_cycle(
     if not metrics.empty:
         as_of = as_of or metrics["date"].max().date()
         changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
-        derived = derive_incidents(config, rules, ownership, metrics, changes, as_of)
+        periods = with_inferred(ownership, store.load_inferred_ownership())
+        derived = derive_incidents(config, rules, periods, metrics, changes, as_of)
         writes = reconcile(store.load_incidents(), derived, as_of, [sink.name for sink in sinks])
         enqueued = store.save_incidents(writes)
     report = deliver(store, sinks)

@@ -20,9 +20,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from anomaly.errors import AnomalyError
-from anomaly.schema import CHANGE_COLUMNS, DAILY, METRIC_COLUMNS, METRIC_KEY, empty_changes, empty_metrics
+from anomaly.schema import (
+    CHANGE_COLUMNS,
+    DAILY,
+    METRIC_COLUMNS,
+    METRIC_KEY,
+    OWNERSHIP_COLUMNS,
+    empty_changes,
+    empty_metrics,
+    empty_ownership,
+    normalise_ownership,
+)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -116,6 +126,17 @@ outbox = sa.Table(
     sa.Column("sent_at", sa.DateTime),
 )
 sa.Index("ix_outbox_pending", outbox.c.status, outbox.c.id)
+
+# who a source found managing an account, from its change history: one row per takeover day
+inferred_ownership = sa.Table(
+    "inferred_ownership",
+    metadata,
+    sa.Column("account_id", sa.String(64), primary_key=True),
+    sa.Column("campaign_id", sa.String(64), primary_key=True),  # "" for the whole account
+    sa.Column("start", sa.Date, primary_key=True),
+    sa.Column("party", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+)
 
 # one row while `anomaly serve` runs: which instance may run jobs on this store
 service_lock = sa.Table(
@@ -217,16 +238,34 @@ class Store:
 
     # -- data ---------------------------------------------------------------------------------
 
-    def ingest(self, source: str, start: dt.date, end: dt.date, metric_frame: pd.DataFrame, change_frame: pd.DataFrame) -> IngestResult:
-        """Upsert one fetch in a single transaction and record the pull (the source's cursor)."""
+    def ingest(
+        self,
+        source: str,
+        start: dt.date,
+        end: dt.date,
+        metric_frame: pd.DataFrame,
+        change_frame: pd.DataFrame,
+        ownership_frame: pd.DataFrame | None = None,
+    ) -> IngestResult:
+        """Upsert one fetch in a single transaction and record the pull (the source's cursor).
+
+        ``ownership_frame`` holds the ownership periods the source inferred; their starts are kept
+        (a later inference of the same day replaces the party), and ``load_inferred_ownership``
+        joins them into periods."""
         now = utcnow()
         metric_rows = _metric_records(metric_frame, source, now)
         change_rows = _change_records(change_frame, source)
+        ownership_rows = [] if ownership_frame is None else [
+            {"account_id": r.account_id, "campaign_id": r.campaign_id, "start": pd.Timestamp(r.start).date(), "party": r.party, "source": source}
+            for r in ownership_frame.itertuples(index=False)
+        ]
         with self.engine.begin() as conn:
             for chunk in _chunks(metric_rows, 2000):
                 conn.execute(self._upsert(metrics, METRIC_KEY, update=True), chunk)
             for chunk in _chunks(change_rows, 2000):
                 conn.execute(self._upsert(changes, ["change_key"], update=False), chunk)
+            for chunk in _chunks(ownership_rows, 2000):
+                conn.execute(self._upsert(inferred_ownership, ["account_id", "campaign_id", "start"], update=True), chunk)
             conn.execute(
                 pulls.insert().values(
                     source=source, start=start, end=end, metric_rows=len(metric_rows), change_rows=len(change_rows), pulled_at=now
@@ -243,6 +282,24 @@ class Store:
             return stmt.on_conflict_do_nothing(index_elements=list(key))
         columns = [c.name for c in table.columns if c.name not in key]
         return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in columns})
+
+    def load_inferred_ownership(self) -> pd.DataFrame:
+        """The inferred ownership periods (``anomaly.schema.OWNERSHIP_COLUMNS``): each party from its
+        takeover day until the next party's, a party that is found again continuing its period."""
+        query = sa.select(inferred_ownership.c.account_id, inferred_ownership.c.campaign_id, inferred_ownership.c.party, inferred_ownership.c.start)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(inferred_ownership.c.account_id, inferred_ownership.c.campaign_id, inferred_ownership.c.start)).all()
+        periods = []
+        for row in rows:
+            same_scope = periods and periods[-1][:2] == [row.account_id, row.campaign_id]
+            if same_scope and periods[-1][2] == row.party:
+                continue  # the same party again: its period goes on
+            if same_scope:
+                periods[-1][4] = row.start
+            periods.append([row.account_id, row.campaign_id, row.party, row.start, None])
+        if not periods:
+            return empty_ownership()
+        return normalise_ownership(pd.DataFrame(periods, columns=OWNERSHIP_COLUMNS))
 
     def last_pull_end(self, source: str) -> dt.date | None:
         with self.engine.connect() as conn:
@@ -521,5 +578,9 @@ def _unbounded_sink_names(conn: sa.Connection) -> None:
         conn.execute(sa.text("ALTER TABLE outbox ALTER COLUMN sink TYPE TEXT, ALTER COLUMN dedupe_key TYPE TEXT"))
 
 
+def _add_inferred_ownership(conn: sa.Connection) -> None:
+    inferred_ownership.create(conn, checkfirst=True)
+
+
 #: version → function(conn) that brings a store from version − 1 to version.
-_MIGRATIONS: dict[int, Any] = {2: _add_client_type, 3: _add_service_lock, 4: _unbounded_sink_names}
+_MIGRATIONS: dict[int, Any] = {2: _add_client_type, 3: _add_service_lock, 4: _unbounded_sink_names, 5: _add_inferred_ownership}

@@ -884,7 +884,9 @@ def test_a_google_ads_source_runs_through_the_pipeline_to_an_alert(ads: FakeGoog
         ads.add_metrics(A1, day, "111", cost_micros=1_000_000_000, clicks=500)
         if not broken:
             ads.add_conversions(A1, day, "111", "SUBMIT_LEAD_FORM", 10.0)
-    ads.add_change(A1, f"{(today - dt.timedelta(days=3)).isoformat()} 15:41:00", "dana.kim@beaconreach.example")
+    ads.add_change(A1, f"{(today - dt.timedelta(days=20)).isoformat()} 10:00:00", "tom.reed@northwind-digital.example")
+    for minute in ("41", "52"):  # the partner starts working on the account: two changes take it over
+        ads.add_change(A1, f"{(today - dt.timedelta(days=3)).isoformat()} 15:{minute}:00", "dana.kim@beaconreach.example")
     for name, value in [("USE_PROTO_PLUS", "True"), ("DEVELOPER_TOKEN", "dev-t0ken"), ("CLIENT_ID", "i"),
                         ("CLIENT_SECRET", "s"), ("REFRESH_TOKEN", "r")]:
         clean_env.setenv(f"GOOGLE_ADS_{name}", value)
@@ -903,8 +905,10 @@ def test_a_google_ads_source_runs_through_the_pipeline_to_an_alert(ads: FakeGoog
     store.migrate()
     with _offline_credentials(return_value=AnonymousCredentials()):
         report = run_cycle(config, rules, ownership_periods(config), store, make_sinks(config), today=today)
-    assert report.pulls[0].metric_rows == 60 and report.pulls[0].change_rows == 1
+    assert report.pulls[0].metric_rows == 60 and report.pulls[0].change_rows == 3
     (alert,) = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text(encoding="utf-8").splitlines()]
     assert (alert["event"], alert["account_id"], alert["campaign_id"]) == ("opened", A1, "111")
     assert alert["detected_on"] == (first + dt.timedelta(days=58)).isoformat()  # the first day without leads
-    assert [(c["user_email"], c["party"]) for c in alert["changes"]] == [("dana.kim@beaconreach.example", "beacon")]
+    assert [(c["user_email"], c["party"]) for c in alert["changes"]] == [("dana.kim@beaconreach.example", "beacon")] * 2
+    # nobody declared who manages the account: the change history says the partner took it over
+    assert (alert["managing_party"], alert["party_since"]) == ("beacon", (today - dt.timedelta(days=3)).isoformat())

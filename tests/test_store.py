@@ -393,3 +393,32 @@ def test_a_version_1_store_gains_client_type_and_keeps_its_changes(store_url):
     assert loaded["client_type"].tolist() == [""] and loaded["user_email"].tolist() == ["dana.kim@beaconreach.example"]
     store.ingest("csv", dt.date(2026, 7, 9), dt.date(2026, 7, 9), empty_metrics(), change)  # the same change again
     assert len(store.load_changes()) == 1
+
+
+def test_inferred_ownership_is_kept_and_joined_into_periods(store: Store) -> None:
+    from anomaly.schema import normalise_ownership
+
+    def inferred(*rows: tuple) -> pd.DataFrame:
+        return normalise_ownership(pd.DataFrame([(a, "", p, s, None) for a, p, s in rows], columns=["account_id", "campaign_id", "party", "start", "end"]))
+
+    day = dt.date(2026, 7, 9)
+    store.ingest("ads", day, day, empty_metrics(), empty_changes(), inferred(("A", "agency", "2026-06-12"), ("A", "beacon", "2026-07-08")))
+    # a later pull sees only its own window: the partner again, and a hand-back; B for the first time
+    store.ingest("ads", day, day, empty_metrics(), empty_changes(), inferred(("A", "beacon", "2026-06-20"), ("A", "agency", "2026-07-20"), ("B", "summit", "2026-07-01")))
+    periods = store.load_inferred_ownership()
+    assert [(r.account_id, r.party, r.start.date(), None if pd.isna(r.end) else r.end.date()) for r in periods.itertuples()] == [
+        ("A", "agency", dt.date(2026, 6, 12), dt.date(2026, 6, 20)),
+        ("A", "beacon", dt.date(2026, 6, 20), dt.date(2026, 7, 20)),  # the same party found twice: one period
+        ("A", "agency", dt.date(2026, 7, 20), None),
+        ("B", "summit", dt.date(2026, 7, 1), None),
+    ]
+
+
+def test_declared_ownership_wins_over_inferred() -> None:
+    from anomaly.ownership import with_inferred
+    from anomaly.schema import normalise_ownership
+
+    declared = normalise_ownership(pd.DataFrame([("A", "", "agency", "2026-01-01", None)], columns=["account_id", "campaign_id", "party", "start", "end"]))
+    inferred = normalise_ownership(pd.DataFrame([("A", "", "beacon", "2026-07-08", None), ("B", "", "summit", "2026-07-01", None)],
+                                                columns=["account_id", "campaign_id", "party", "start", "end"]))
+    assert with_inferred(declared, inferred)[["account_id", "party"]].values.tolist() == [["A", "agency"], ["B", "summit"]]
