@@ -865,33 +865,26 @@ def test_the_connector_reports_credentials_errors_when_it_fetches(tmp_path: Path
 # end to end: config.yaml → the pipeline's pull → detection → an alert naming the partner's change
 
 
-def test_a_google_ads_source_runs_through_the_pipeline_to_an_alert(ads: FakeGoogleAds, tmp_path: Path,
-                                                                  clean_env: pytest.MonkeyPatch) -> None:
-    import json
+def _ads_project(ads: FakeGoogleAds, folder: Path, env: pytest.MonkeyPatch) -> tuple[Path, dt.date, dt.date]:
+    """A config.yaml with one Google Ads account whose leads stop two days before today, after a
+    partner started changing it; returns the config path, today and the first day of data."""
     import shutil
-
-    from anomaly.alerts import make_sinks
-    from anomaly.config import load_config
-    from anomaly.ownership import ownership_periods
-    from anomaly.pipeline import run_cycle
-    from anomaly.store import Store
 
     today = dt.date.today()  # the connector keeps to the API's real 30-day change window
     first = today - dt.timedelta(days=60)
     for offset in range(60):
         day = (first + dt.timedelta(days=offset)).isoformat()
-        broken = offset >= 58  # the last two days: the same spend, no leads
         ads.add_metrics(A1, day, "111", cost_micros=1_000_000_000, clicks=500)
-        if not broken:
+        if offset < 58:  # the last two days: the same spend, no leads
             ads.add_conversions(A1, day, "111", "SUBMIT_LEAD_FORM", 10.0)
     ads.add_change(A1, f"{(today - dt.timedelta(days=20)).isoformat()} 10:00:00", "tom.reed@northwind-digital.example")
     for minute in ("41", "52"):  # the partner starts working on the account: two changes take it over
         ads.add_change(A1, f"{(today - dt.timedelta(days=3)).isoformat()} 15:{minute}:00", "dana.kim@beaconreach.example")
     for name, value in [("USE_PROTO_PLUS", "True"), ("DEVELOPER_TOKEN", "dev-t0ken"), ("CLIENT_ID", "i"),
                         ("CLIENT_SECRET", "s"), ("REFRESH_TOKEN", "r")]:
-        clean_env.setenv(f"GOOGLE_ADS_{name}", value)
-    shutil.copytree(Path(__file__).resolve().parent.parent / "rules", tmp_path / "rules")
-    (tmp_path / "config.yaml").write_text(
+        env.setenv(f"GOOGLE_ADS_{name}", value)
+    shutil.copytree(Path(__file__).resolve().parent.parent / "rules", folder / "rules")
+    (folder / "config.yaml").write_text(
         "store: {url: 'sqlite:///anomaly.db'}\n"
         "parties:\n  northwind: {name: Northwind Digital, domains: [northwind-digital.example]}\n"
         "  beacon: {name: Beacon Reach, domains: [beaconreach.example]}\n"
@@ -900,15 +893,61 @@ def test_a_google_ads_source_runs_through_the_pipeline_to_an_alert(ads: FakeGoog
         "alerts:\n  sinks: [{type: jsonl, path: alerts.jsonl}]\n",
         encoding="utf-8",
     )
-    config, rules = load_config(tmp_path / "config.yaml", environ=dict(os.environ))
+    return folder / "config.yaml", today, first
+
+
+def _sent(folder: Path) -> list[dict]:
+    import json
+
+    path = folder / "alerts.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def test_a_google_ads_source_runs_through_the_pipeline_to_an_alert(ads: FakeGoogleAds, tmp_path: Path,
+                                                                  clean_env: pytest.MonkeyPatch) -> None:
+    from anomaly.alerts import make_sinks
+    from anomaly.config import load_config
+    from anomaly.ownership import ownership_periods
+    from anomaly.pipeline import run_cycle
+    from anomaly.store import Store
+
+    config_path, today, first = _ads_project(ads, tmp_path, clean_env)
+    config, rules = load_config(config_path, environ=dict(os.environ))
     store = Store(config.store.url.get_secret_value())
     store.migrate()
     with _offline_credentials(return_value=AnonymousCredentials()):
         report = run_cycle(config, rules, ownership_periods(config), store, make_sinks(config), today=today)
     assert report.pulls[0].metric_rows == 60 and report.pulls[0].change_rows == 3
-    (alert,) = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text(encoding="utf-8").splitlines()]
+    (alert,) = _sent(tmp_path)
     assert (alert["event"], alert["account_id"], alert["campaign_id"]) == ("opened", A1, "111")
     assert alert["detected_on"] == (first + dt.timedelta(days=58)).isoformat()  # the first day without leads
     assert [(c["user_email"], c["party"]) for c in alert["changes"]] == [("dana.kim@beaconreach.example", "beacon")] * 2
     # nobody declared who manages the account: the change history says the partner took it over
     assert (alert["managing_party"], alert["party_since"]) == ("beacon", (today - dt.timedelta(days=3)).isoformat())
+
+
+def test_a_running_scheduler_pulls_google_ads_and_alerts_once(ads: FakeGoogleAds, tmp_path: Path,
+                                                             clean_env: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from anomaly.service import DELIVER, HEARTBEAT, REFIT, Service
+    from tests.test_service import WAIT, JobEvents, every
+
+    config_path, _, _ = _ads_project(ads, tmp_path, clean_env)
+    scheduler = BackgroundScheduler()
+    with _offline_credentials(return_value=AnonymousCredentials()):
+        service = Service(config_path, scheduler=scheduler, triggers={"pull:ads": every(0.3), DELIVER: every(0.3), REFIT: every(1), HEARTBEAT: every(0.3)})
+        events = JobEvents(scheduler)
+        alerted = threading.Event()
+        events.on_executed = lambda event: alerted.set() if event.job_id == "pull:ads" and _sent(tmp_path) else None
+        service.acquire_lock()
+        try:
+            service.run()
+            assert alerted.wait(WAIT)
+            assert events.wait_for(lambda e: e.executed["pull:ads"] >= 3)  # later pulls find nothing new to say
+        finally:
+            service.stop()
+    assert [(a["event"], a["campaign_id"], a["managing_party"]) for a in _sent(tmp_path)] == [("opened", "111", "beacon")]
+    assert not events.failed
