@@ -180,7 +180,6 @@ class Down:
 
 
 def test_a_second_instance_waits_until_the_first_is_stale_and_the_first_then_sends_nothing(tmp_path, store_url, capsys):
-    # the console sink: the outbox's sink column (64 characters) cannot hold a temporary jsonl path
     config_path = project(tmp_path, store_url=store_url, sinks=[{"type": "console"}])
     first, second = Service(config_path), Service(config_path)
     first.acquire_lock()
@@ -343,6 +342,36 @@ def test_sigterm_finishes_the_running_job_and_releases_the_lock(tmp_path):
     assert "anomaly serve: stopped; the service lock is released" in output
     assert [a["event"] for a in alerts(tmp_path) if a["campaign_id"] == STORY] == ["opened"]  # the job finished
     assert Store(load_config(config_path)[0].store.url.get_secret_value()).service_lock_holder() is None
+
+
+def test_a_second_serve_process_on_the_same_store_refuses_to_start(tmp_path):
+    config_path = project(tmp_path)
+    command = [sys.executable, "-m", "anomaly.cli", "--config", str(config_path), "-v", "serve"]
+    first = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        for line in first.stderr:
+            lines.append(line)
+            if 'Running job "pull:sample' in line:  # started, and at work: SIGTERM lets this run finish
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(WAIT), "".join(lines)
+        second = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=WAIT)
+        assert second.returncode == 1
+        assert "anomaly serve: another instance holds the service lock of " in second.stderr
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=WAIT) == 0, "".join(lines)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    reader.join(WAIT)
+    sent = alerts(tmp_path)
+    assert len(sent) == len({(a["incident_id"], a["event"]) for a in sent}) and sent  # sent once, by the first
 
 
 def test_status_shows_pulls_next_runs_the_lock_and_open_incidents(tmp_path, capsys):
