@@ -13,7 +13,7 @@ from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, RuleB
 from anomaly.detect import detect
 from anomaly.errors import AnomalyError
 from anomaly.incidents import Incident, build_incidents, reconcile
-from anomaly.ownership import domain_map, with_inferred
+from anomaly.ownership import domain_map, ownership_periods, with_inferred
 from anomaly.store import Store
 from connectors.base import Connector
 from connectors.csv_files import CsvConnector
@@ -27,17 +27,9 @@ def make_connector(source, config: Config) -> Connector:
     if isinstance(source, GoogleAdsSourceConfig):
         from connectors.google_ads import GoogleAdsConnector  # the client library is large: load it only when used
 
-        declared = {a.account_id for a in config.ownership.assignments} | _file_declared_accounts(config)
+        declared = set(ownership_periods(config)["account_id"])  # inference leaves these accounts alone
         return GoogleAdsConnector(source, domain_map(config), declared_accounts=declared)
     raise TypeError(f"no connector for source type {source.type!r}")  # pragma: no cover - config validates types
-
-
-def _file_declared_accounts(config: Config) -> set[str]:
-    if not config.ownership.file:
-        return set()
-    from connectors.csv_files import read_ownership_csv
-
-    return set(read_ownership_csv(config.ownership.file, list(config.parties))["account_id"])
 
 
 @dataclass(frozen=True)

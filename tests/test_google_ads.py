@@ -926,6 +926,23 @@ def test_a_google_ads_source_runs_through_the_pipeline_to_an_alert(ads: FakeGoog
     assert (alert["managing_party"], alert["party_since"]) == ("beacon", (today - dt.timedelta(days=3)).isoformat())
 
 
+def test_ownership_declared_in_config_wins_over_the_change_history(ads: FakeGoogleAds, tmp_path: Path,
+                                                                   clean_env: pytest.MonkeyPatch) -> None:
+    from anomaly.cli import main
+
+    config_path, _, _ = _ads_project(ads, tmp_path, clean_env)
+    text = config_path.read_text(encoding="utf-8").replace(
+        "ownership: {default_party: northwind}",
+        f"ownership:\n  assignments: [{{account_id: '{A1}', history: [{{party: northwind, since: 2025-01-01}}]}}]",
+    )
+    config_path.write_text(text, encoding="utf-8")
+    with _offline_credentials(return_value=AnonymousCredentials()):
+        assert main(["--config", str(config_path), "run"]) == 0
+    (alert,) = _sent(tmp_path)
+    assert alert["managing_party"] == "northwind"  # the partner's changes are listed, the contract says who manages
+    assert {c["party"] for c in alert["changes"]} == {"beacon"}
+
+
 def test_a_running_scheduler_pulls_google_ads_and_alerts_once(ads: FakeGoogleAds, tmp_path: Path,
                                                              clean_env: pytest.MonkeyPatch) -> None:
     import threading
