@@ -1,0 +1,413 @@
+"""Slack Block Kit messages for incidents: the main alert, the replies in its thread, and one
+grouped message when an account opens many incidents in one cycle.
+
+Names of accounts, campaigns, users and parties, changed values, rule names and currency codes are
+untrusted: a campaign called ``<!channel>`` must not ping a channel, and ``<https://x|Budget>``
+must not become a disguised link. Every such text is escaped before it reaches a ``mrkdwn`` field
+(``&``, ``<`` and ``>`` only, ``&`` first), and angle brackets are replaced by look-alikes in
+``plain_text`` fields. Block Kit limits (150-character header, 3,000-character section text, 10
+fields of 2,000 characters, 50 blocks, 4,000-character fallback text) are met by construction:
+long texts are cut, never rejected, and never inside an escape sequence.
+
+The blocks are built with ``slack_sdk.models.blocks`` and serialised with ``to_dict()``, which
+runs the SDK's own validators. Nothing here sends anything; a sink passes
+``SlackMessage.as_kwargs()`` to ``WebClient.chat_postMessage``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from anomaly.alerts.render import headline, money, next_step
+from anomaly.config import Config
+from anomaly.errors import AnomalyError
+
+MAX_BLOCKS = 50
+HEADER_CHARS = 150
+SECTION_CHARS = 3000
+FIELD_CHARS = 2000
+TEXT_CHARS = 4000
+
+MAX_CHANGES = 5
+CHANGE_LINE_CHARS = 500  # MAX_CHANGES lines, a title and the "… and N more" line fit in a section
+MAX_GROUP_LINES = 20
+GROUP_LINE_CHARS = 140  # MAX_GROUP_LINES lines and the "… and N more" line fit in a section
+GROUP_NAME_CHARS = 60  # a long campaign name must leave room for the excess on its line
+LINK_LABEL = "Open the campaign in Google Ads"
+
+Namer = Callable[[str | None], str]
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """What ``chat.postMessage`` / ``chat.update`` take: fallback text and the blocks."""
+
+    text: str
+    blocks: list[dict]
+
+    def as_kwargs(self) -> dict:
+        """Keyword arguments for ``WebClient.chat_postMessage(channel=..., **message.as_kwargs())``."""
+        return {"text": self.text, "blocks": self.blocks}
+
+
+# ---------------------------------------------------------------------------------------------
+# Untrusted text
+
+
+def escape(text: str) -> str:
+    """Escape untrusted text for mrkdwn: ``&``, ``<`` and ``>`` become entities, nothing else."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _plain(text: str) -> str:
+    """Untrusted text for a plain_text field.
+
+    Slack parses markup, mentions such as ``<!channel>`` and ``<url|label>`` links included, only
+    in ``mrkdwn`` text objects (Block Kit reference, "Text object": the text "accepts any of the
+    standard text formatting markup when type is mrkdwn"); a header is ``plain_text`` only, so it
+    takes no entity escaping and shows no live mention. Angle brackets still become look-alikes
+    (‹ ›) so that no control sequence travels in the message at all, whatever renders it.
+    """
+    return text.replace("<", "‹").replace(">", "›")
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` (escaped mrkdwn) cut to ``limit`` characters with "…", never inside ``&amp;``."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def _clip_plain(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _link(url: str, label: str) -> str:
+    """A mrkdwn link built by us to a URL we built: its ``|``, ``<``, ``>`` and spaces (any
+    whitespace or control character) percent-encoded, so nothing in it can end the link early."""
+    safe_url = "".join(quote(ch, safe="") if ch in "|<>" or ch.isspace() or ord(ch) < 32 else ch for ch in url)
+    return f"<{safe_url}|{escape(label)}>"
+
+
+def _mrkdwn(text: str) -> MarkdownTextObject:
+    # verbatim: Slack must not turn plain words in names (@here, #general, bare URLs) into
+    # mentions or links; our own <url|label> links are still processed
+    return MarkdownTextObject(text=text, verbatim=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces of text
+
+
+def _namer(config: Config | None) -> Namer:
+    return config.party_name if config is not None else (lambda key: key or "unknown")
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _day(value: str | None, now: dt.date) -> str:
+    """``Fri Jul 10``; the year too when it is not the year of ``now``."""
+    day = _date(value)
+    if day is None:
+        return "?"
+    return f"{day:%a %b} {day.day}" + (f", {day.year}" if day.year != now.year else "")
+
+
+def _month_day(value: str, now: dt.date) -> str:
+    day = dt.date.fromisoformat(value)
+    return f"{day:%b} {day.day}" + (f", {day.year}" if day.year != now.year else "")
+
+
+def _money(amount: float | None, currency: str) -> str:
+    return escape(money(amount, currency))
+
+
+def _leads(value: float) -> str:
+    count = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+    return f"{count} lead{'' if value == 1 else 's'}"
+
+
+def _what(payload: dict) -> str:
+    """The "what" half of the headline, e.g. ``Cost per lead 5.6× baseline`` (not escaped)."""
+    return headline(payload).split(" — ", 1)[0]
+
+
+def _lower_first(text: str) -> str:
+    """``Cost per lead`` → ``cost per lead``; an acronym (``CPL``) stays as it is."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text
+
+
+def _is_resolved(event: str, payload: dict) -> bool:
+    return event == "resolved" or payload.get("status") == "resolved"
+
+
+def _label(event: str, severity: str) -> str:
+    return {"opened": f"[{severity.upper()}]", "updated": f"[NOW {severity.upper()}]", "resolved": "[RESOLVED]"}.get(
+        event, f"[{event.upper()}]"
+    )
+
+
+def _by_party(payload: dict) -> list[tuple[str, float]]:
+    """Excess cost by party, largest first, parties with none left out."""
+    shares = [(party, amount) for party, amount in payload.get("excess_by_party", {}).items() if amount > 0]
+    return sorted(shares, key=lambda item: -item[1])
+
+
+def _field(title: str, value: str) -> MarkdownTextObject:
+    """A bold title over an escaped value, within the field limit."""
+    head = f"*{title}*\n"
+    return _mrkdwn(head + _clip(value, FIELD_CHARS - len(head)))
+
+
+def _header(text: str) -> HeaderBlock:
+    return HeaderBlock(text=PlainTextObject(text=_clip_plain(_plain(text), HEADER_CHARS)))
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=_mrkdwn(_clip(text, SECTION_CHARS)))
+
+
+def _context(*texts: str) -> ContextBlock:
+    return ContextBlock(elements=[_mrkdwn(_clip(text, SECTION_CHARS)) for text in texts])
+
+
+def _message(text: str, blocks: list[Block]) -> SlackMessage:
+    return SlackMessage(text=_clip(text, TEXT_CHARS), blocks=[block.to_dict() for block in blocks])
+
+
+# ---------------------------------------------------------------------------------------------
+# The main alert
+
+
+def build_alert(
+    event: str,
+    payload: dict,
+    config: Config | None = None,
+    *,
+    campaign_url: str | None = None,
+    now: dt.date | None = None,
+) -> SlackMessage:
+    """The main message of an incident: posted when it opens, rewritten when it is updated or resolved.
+
+    ``payload`` is ``Incident.payload()`` plus ``incident_id``. ``now`` only decides whether dates
+    show their year (default: the detection day). ``campaign_url`` adds a link to the campaign.
+    """
+    now = now or _date(payload["detected_on"]) or dt.date.today()
+    name = _namer(config)
+    resolved = _is_resolved(event, payload)
+    blocks: list[Block] = [
+        _header(("RESOLVED: " if resolved else "") + headline(payload)),
+        SectionBlock(fields=_alert_fields(payload, name, now)),
+        _section(_changes_text(payload, name, config)),
+        _section(_next_step_text(payload, name, resolved, campaign_url, now)),
+        _context(_rule_line(payload), _where_line(payload)),
+    ]
+    return _message(_alert_text(event, payload, name), blocks)
+
+
+def _alert_fields(payload: dict, name: Namer, now: dt.date) -> list[MarkdownTextObject]:
+    currency = payload["currency"]
+    base = payload.get("baseline_cpl")
+    if payload["leads"] > 0:
+        ratio = f" ({payload['cpl'] / base:.1f}×)" if base else ""
+        cpl = f"{_money(payload['cpl'], currency)} vs {_money(base, currency)} baseline{ratio}"
+    else:
+        cpl = f"no leads vs {_money(base, currency)} baseline"
+    spend = f"{_money(payload['spend'], currency)} / {_leads(payload['leads'])} since onset, through {_day(payload['last_active'], now)}"
+    excess = f"~{_money(payload['excess_cost'], currency)} estimated"
+    shares = _by_party(payload)
+    if len(shares) > 1:
+        excess += "\n" + " · ".join(f"{escape(name(party))} {_money(amount, currency)}" for party, amount in shares)
+    detected = payload["detected_on"]
+    same_day = "detected the same day" if detected == payload["onset"] else f"detected {_day(detected, now)}"
+    return [
+        _field("Cost per lead", cpl),
+        _field("Spend / leads", spend),
+        _field("Excess cost", excess),
+        _field("Managed by", _managed_by(payload, name, now)),
+        _field("Onset", f"{_day(payload['onset'], now)}, {same_day}"),
+        _field("Severity", _severity(payload, now)),
+    ]
+
+
+def _managed_by(payload: dict, name: Namer, now: dt.date) -> str:
+    managing = escape(name(payload["managing_party"]))
+    since = payload.get("party_since")
+    if not since:
+        return managing
+    gap = (dt.date.fromisoformat(payload["onset"]) - dt.date.fromisoformat(since)).days
+    if gap == 0:
+        when = "the day of onset"
+    elif gap > 0:
+        when = f"{gap} day{'s' if gap != 1 else ''} before onset"
+    else:
+        when = f"{-gap} day{'s' if gap != -1 else ''} after onset"
+    return f"{managing}, since {_month_day(since, now)} — {when}"
+
+
+def _severity(payload: dict, now: dt.date) -> str:
+    severity = escape(payload["severity"].capitalize())
+    opening = payload.get("opening_severity") or payload["severity"]
+    if opening == payload["severity"]:
+        return severity
+    since = f" since {_day(payload['critical_on'], now)}" if payload.get("critical_on") else ""
+    return f"{severity}{since} (opened as {escape(opening)})"
+
+
+def _window(config: Config | None) -> str:
+    days = config.detection.incidents.changes_before_onset_days if config is not None else 7
+    return {0: "the day of onset", 1: "the day before onset", 7: "the week before onset"}.get(days, f"the {days} days before onset")
+
+
+def _changes_text(payload: dict, name: Namer, config: Config | None) -> str:
+    """Who changed what shortly before onset: the latest few, oldest first, then how many more."""
+    changes = payload.get("changes", [])
+    if not changes:
+        return f"No changes recorded in {_window(config)}"
+    shown = changes[-MAX_CHANGES:]
+    lines = [f"*Changes from {_window(config)} to detection ({len(changes)})*"]
+    lines += [_clip(_change_line(change, name), CHANGE_LINE_CHARS) for change in shown]
+    if len(changes) > len(shown):
+        lines.append(f"… and {len(changes) - len(shown)} more, earlier")
+    return "\n".join(lines)
+
+
+def _change_line(change: dict, name: Namer) -> str:
+    at = dt.datetime.fromisoformat(change["changed_at"])
+    who = change["user_email"] or change.get("client_type") or "no user"
+    what = " ".join(filter(None, [change["resource_type"], change["operation"], change["changed_fields"]]))
+    return f"• {at:%a %b} {at.day} {at:%H:%M} · {escape(who)} ({escape(name(change['party']))}): {escape(what)}"
+
+
+def _next_step_text(payload: dict, name: Namer, resolved: bool, campaign_url: str | None, now: dt.date) -> str:
+    if resolved:
+        text = f"*Resolved* {_day(payload.get('resolved_on'), now)}"
+    else:
+        text = f"*Next step:* {escape(next_step(payload, name))}"
+    if campaign_url:
+        link = _link(campaign_url, LINK_LABEL)
+        if len(text) + 1 + len(link) <= SECTION_CHARS:  # a cut link would be broken: leave it out
+            text += "\n" + link
+    return text
+
+
+def _rule_line(payload: dict) -> str:
+    parts = [payload["rule"], payload["family"], payload["severity"], f"incident {payload.get('incident_id', '?')}"]
+    return " · ".join(escape(str(part)) for part in parts)
+
+
+def _where_line(payload: dict) -> str:
+    """The full names and ids, which a long name may have cut from the header."""
+    account = f"{escape(payload['account_name'])} ({escape(payload['account_id'])})"
+    if not payload["campaign_id"]:
+        return f"{account} / all campaigns of the account"
+    return f"{account} / {escape(payload['campaign_name'])} ({escape(payload['campaign_id'])})"
+
+
+def _alert_text(event: str, payload: dict, name: Namer) -> str:
+    """One line for notifications: ``[CRITICAL] <headline>: excess ~$1,383, managed by Beacon Reach``."""
+    excess = _money(payload["excess_cost"], payload["currency"])
+    managing = escape(name(payload["managing_party"]))
+    return f"{_label(event, payload['severity'])} {escape(headline(payload))}: excess ~{excess}, managed by {managing}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Thread replies
+
+
+def build_thread_reply(event: str, payload: dict, config: Config | None = None) -> SlackMessage:
+    """The short reply in the alert's thread when an incident worsens (``updated``) or resolves."""
+    if event not in ("updated", "resolved"):
+        raise AnomalyError(f"a thread reply is for an 'updated' or 'resolved' incident, got event {event!r}")
+    name = _namer(config)
+    currency = payload["currency"]
+    excess = _money(payload["excess_cost"], currency)
+    if event == "updated":
+        text = f"Now {escape(payload['severity'])}: {escape(_lower_first(_what(payload)))}, excess ~{excess} so far"
+    else:
+        now = _date(payload.get("resolved_on")) or _date(payload["detected_on"]) or dt.date.today()
+        shares = "".join(f", {_money(amount, currency)} under {escape(name(party))}" for party, amount in _by_party(payload))
+        text = f"Resolved on {_day(payload.get('resolved_on'), now)}: excess ~{excess} in all{shares}"
+    return _message(text, [_section(text)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouped incidents
+
+
+def build_group(payloads: list[dict], config: Config | None = None) -> SlackMessage:
+    """One message for many incidents opened on one account in one cycle, largest excess first."""
+    if not payloads:
+        raise AnomalyError("a grouped message needs at least one incident, got none")
+    ordered = sorted(payloads, key=lambda p: -p["excess_cost"])
+    title = _group_title(ordered)
+    worst = "critical" if any(p["severity"] == "critical" for p in ordered) else ordered[0]["severity"]
+    total = _total_excess(ordered)
+    blocks: list[Block] = [
+        _header(title),
+        _section(_group_lines(ordered)),
+        _section(f"*Total excess:* ~{total} estimated across {len(ordered)} incidents"),
+        _context(_group_context(ordered, worst)),
+    ]
+    return _message(f"{_label('opened', worst)} {escape(title)}: excess ~{total} in all", blocks)
+
+
+def _group_title(payloads: list[dict]) -> str:
+    """``40 cost-per-lead incidents — Harbor Dental Group`` (not escaped)."""
+    families = {p["family"] for p in payloads}
+    kind = f"{families.pop().replace('_', '-')} " if len(families) == 1 else ""
+    accounts = {p["account_name"] for p in payloads}
+    where = accounts.pop() if len(accounts) == 1 else f"{len(accounts)} accounts"
+    count = len(payloads)
+    return f"{count} {kind}incident{'s' if count != 1 else ''} — {where}"
+
+
+def _group_lines(payloads: list[dict]) -> str:
+    shown = payloads[:MAX_GROUP_LINES]
+    lines = [_clip(_group_line(payload), GROUP_LINE_CHARS) for payload in shown]
+    if len(payloads) > len(shown):
+        lines.append(f"… and {len(payloads) - len(shown)} more")
+    return "\n".join(lines)
+
+
+def _group_line(payload: dict) -> str:
+    campaign = escape(_clip_plain(payload["campaign_name"], GROUP_NAME_CHARS))
+    what = escape(_lower_first(_what(payload)))
+    excess = _money(payload["excess_cost"], payload["currency"])
+    return f"• {campaign}: {what}, excess ~{excess} ({escape(payload['severity'])})"
+
+
+def _total_excess(payloads: list[dict]) -> str:
+    """The sum of excess cost per currency, e.g. ``$12,345`` or ``$1,200 + €300``."""
+    totals: dict[str, float] = {}
+    for payload in payloads:
+        totals[payload["currency"]] = totals.get(payload["currency"], 0.0) + payload["excess_cost"]
+    return " + ".join(_money(amount, currency) for currency, amount in totals.items())
+
+
+def _group_context(payloads: list[dict], worst: str) -> str:
+    rules = ", ".join(sorted({p["rule"] for p in payloads}))
+    families = ", ".join(sorted({p["family"] for p in payloads}))
+    ids = [str(p["incident_id"]) for p in payloads if p.get("incident_id") is not None]
+    parts = [rules, families, worst] + ([f"incidents {', '.join(ids)}"] if ids else [])
+    return " · ".join(escape(part) for part in parts)
