@@ -590,7 +590,20 @@ class JsonlSinkConfig(StrictModel):
     path: FilePath
 
 
-Sink = Annotated[Union[ConsoleSinkConfig, JsonlSinkConfig], Field(discriminator="type")]
+class SlackSinkConfig(StrictModel):
+    """Alerts to a Slack channel through a bot token (chat.postMessage, threads, updates). The
+    token comes from the environment, e.g. ``token: ${SLACK_BOT_TOKEN}``; ``channel`` is best given
+    as its ID (C0…), which history and updates need."""
+
+    type: Literal["slack"]
+    channel: str = Field(min_length=2, max_length=80)
+    token: SecretStr
+    base_url: str | None = None  # another Slack API endpoint (a proxy, an Enterprise Grid gateway)
+    timeout_seconds: float = Field(30.0, gt=0, le=300)
+    max_retries: int = Field(3, ge=0, le=10)
+
+
+Sink = Annotated[Union[ConsoleSinkConfig, JsonlSinkConfig, SlackSinkConfig], Field(discriminator="type")]
 
 
 class AlertsConfig(StrictModel):

@@ -48,7 +48,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from anomaly.alerts import DeliveryError, Sink, deliver, make_sinks
 from anomaly.alerts.render import money
-from anomaly.alerts.sinks import ConsoleSink
+from anomaly.alerts.sinks import ConsoleSink, Delivery, Receipt
 from anomaly.config import Config, RuleBase, ScheduleConfig, load_config
 from anomaly.errors import AnomalyError, InputError, Problem
 from anomaly.ownership import ownership_periods
@@ -113,9 +113,9 @@ class _LockedSink:
         self._sink = sink
         self._check_lock = check_lock
 
-    def send(self, event: str, payload: dict) -> None:
+    def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> Receipt | None:
         self._check_lock()
-        self._sink.send(event, payload)
+        return self._sink.send(event, payload, delivery)
 
 
 @contextmanager

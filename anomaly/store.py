@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -32,7 +32,7 @@ from anomaly.schema import (
     normalise_ownership,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 
@@ -124,6 +124,8 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("sent_at", sa.DateTime),
+    sa.Column("channel", sa.Text),  # where the sink put it, when it says (a Slack channel ID) ...
+    sa.Column("ts", sa.String(32)),  # ... and the message's id there (Slack ts)
 )
 sa.Index("ix_outbox_pending", outbox.c.status, outbox.c.id)
 
@@ -189,6 +191,8 @@ class OutboxItem:
     sink: str
     payload: dict
     attempts: int
+    key: str = field(default="", compare=False)  # unique among all notifications
+    created_at: dt.datetime | None = field(default=None, compare=False)
 
 
 class StoreError(AnomalyError):
@@ -407,17 +411,31 @@ class Store:
         query = sa.select(outbox).where(outbox.c.status == "pending").order_by(outbox.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [
-                OutboxItem(r.id, r.incident_id, r.event, r.sink, json.loads(r.payload), r.attempts)
+                OutboxItem(r.id, r.incident_id, r.event, r.sink, json.loads(r.payload), r.attempts, r.dedupe_key, r.created_at)
                 for r in conn.execute(query)
             ]
 
-    def mark_sent(self, item_id: int) -> None:
+    def mark_sent(self, item_id: int, receipt: tuple[str, str] | None = None) -> None:
+        """Record a delivery, with where the sink put it (channel, message ts) when it says."""
+        channel, ts = receipt if receipt else (None, None)
         with self.engine.begin() as conn:
             conn.execute(
                 outbox.update()
                 .where(outbox.c.id == item_id)
-                .values(status="sent", sent_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None)
+                .values(status="sent", sent_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None, channel=channel, ts=ts)
             )
+
+    def sent_receipt(self, incident_id: int, sink: str, event: str) -> tuple[str, str] | None:
+        """Where the incident's first ``event`` notification went on ``sink`` (channel, ts), if sent."""
+        query = (
+            sa.select(outbox.c.channel, outbox.c.ts)
+            .where(outbox.c.incident_id == incident_id, outbox.c.sink == sink, outbox.c.event == event, outbox.c.ts.is_not(None))
+            .order_by(outbox.c.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return (row.channel, row.ts) if row else None
 
     def mark_failed(self, item_id: int, error: str) -> None:
         with self.engine.begin() as conn:
@@ -558,8 +576,16 @@ def _chunks(rows: list, size: int):
 IDENTITY_COLUMNS = [c for c in CHANGE_COLUMNS if c != "client_type"]
 
 
+def _add_columns(conn: sa.Connection, table: str, columns: dict[str, str]) -> None:
+    # only the missing ones: a store whose version number was set back by hand may have them
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+    for name, definition in columns.items():
+        if name not in present:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {definition}"))
+
+
 def _add_client_type(conn: sa.Connection) -> None:
-    conn.execute(sa.text("ALTER TABLE changes ADD COLUMN client_type VARCHAR(40) NOT NULL DEFAULT ''"))
+    _add_columns(conn, "changes", {"client_type": "VARCHAR(40) NOT NULL DEFAULT ''"})
 
 
 def _add_service_lock(conn: sa.Connection) -> None:
@@ -582,5 +608,15 @@ def _add_inferred_ownership(conn: sa.Connection) -> None:
     inferred_ownership.create(conn, checkfirst=True)
 
 
+def _add_receipts(conn: sa.Connection) -> None:
+    _add_columns(conn, "outbox", {"channel": "TEXT", "ts": "VARCHAR(32)"})
+
+
 #: version → function(conn) that brings a store from version − 1 to version.
-_MIGRATIONS: dict[int, Any] = {2: _add_client_type, 3: _add_service_lock, 4: _unbounded_sink_names, 5: _add_inferred_ownership}
+_MIGRATIONS: dict[int, Any] = {
+    2: _add_client_type,
+    3: _add_service_lock,
+    4: _unbounded_sink_names,
+    5: _add_inferred_ownership,
+    6: _add_receipts,
+}

@@ -169,13 +169,13 @@ CONFIG_ERRORS = [
         id="missing-source-type",
     ),
     pytest.param(
-        "alerts:\n  sinks:\n    - {type: console}\n    - {type: slack, channel: '#ads'}\n",
-        ["config.yaml: alerts.sinks[1].type: expected one of 'console', 'jsonl', got 'slack'"],
+        "alerts:\n  sinks:\n    - {type: console}\n    - {type: teams, channel: '#ads'}\n",
+        ["config.yaml: alerts.sinks[1].type: expected one of 'console', 'jsonl', 'slack', got 'teams'"],
         id="unknown-sink-type",
     ),
     pytest.param(
         "alerts:\n  sinks:\n    - {path: alerts.jsonl}\n",
-        ["config.yaml: alerts.sinks[0].type: required key is missing; expected one of 'console', 'jsonl'"],
+        ["config.yaml: alerts.sinks[0].type: required key is missing; expected one of 'console', 'jsonl', 'slack'"],
         id="missing-sink-type",
     ),
     pytest.param(
@@ -959,3 +959,11 @@ def test_cli_check_repo_config(capsys: pytest.CaptureFixture[str]) -> None:
     enabled = sum(r.enabled for r in rules)
     assert out == f"{path}: OK — 1 source(s), 2 parties, 2 ownership period(s), {enabled} enabled rule(s) of {len(rules)} in {REPO / 'rules'}\n"
     assert err == ""
+
+
+def test_a_slack_sink_takes_its_token_from_the_environment_and_never_shows_it(tmp_path: Path) -> None:
+    path = write_case(tmp_path, "alerts:\n  sinks:\n    - {type: slack, channel: C0ALERTS, token: '${SLACK_BOT_TOKEN}'}\n")
+    config, _ = load_config(path, environ={"SLACK_BOT_TOKEN": "xoxb-1234-secret"})
+    (sink,) = config.alerts.sinks
+    assert (sink.channel, sink.token.get_secret_value()) == ("C0ALERTS", "xoxb-1234-secret")
+    assert "xoxb-1234-secret" not in repr(config) and "xoxb-1234-secret" not in str(config.model_dump())

@@ -132,7 +132,7 @@ class FlakySink:
     def __init__(self, name: str, failures: int = 0):
         self.name, self.failures, self.delivered = name, failures, []
 
-    def send(self, event: str, payload: dict) -> None:
+    def send(self, event: str, payload: dict, delivery=None) -> None:
         if self.failures:
             self.failures -= 1
             raise DeliveryError("service unavailable", retryable=True)

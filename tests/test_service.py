@@ -175,7 +175,7 @@ class Down:
     def __init__(self, name: str):
         self.name = name
 
-    def send(self, event: str, payload: dict) -> None:
+    def send(self, event: str, payload: dict, delivery=None) -> None:
         raise DeliveryError("down", retryable=True)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anomaly.alerts.sinks import DeliveryError, Sink, make_sinks
+from anomaly.alerts.sinks import Delivery, DeliveryError, Receipt, Sink, make_sinks
 from anomaly.store import Store
 
-__all__ = ["DeliveryError", "DeliveryReport", "Sink", "deliver", "make_sinks"]
+__all__ = ["Delivery", "DeliveryError", "DeliveryReport", "Receipt", "Sink", "deliver", "make_sinks"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,10 @@ class DeliveryReport:
 
 
 def deliver(store: Store, sinks: list[Sink], *, limit: int = 1000) -> DeliveryReport:
-    """Send pending notifications in order; record each success at once."""
+    """Send pending notifications in order; record each success at once, with where it went.
+
+    A sink gets the notification's key and the incident's main message on that sink (the receipt
+    of its "opened" notification), so that it can update that message and reply in its thread."""
     by_name = {sink.name: sink for sink in sinks}
     sent = failed = 0
     for item in store.pending(limit):
@@ -33,12 +36,14 @@ def deliver(store: Store, sinks: list[Sink], *, limit: int = 1000) -> DeliveryRe
             store.mark_failed(item.id, f"sink {item.sink!r} is not configured any more; kept for redelivery")
             failed += 1
             continue
+        main = store.sent_receipt(item.incident_id, item.sink, "opened")
+        delivery = Delivery(item.key, item.incident_id, item.created_at, Receipt(*main) if main else None)
         try:
-            sink.send(item.event, item.payload)
+            receipt = sink.send(item.event, item.payload, delivery)
         except DeliveryError as exc:
             store.mark_failed(item.id, str(exc))
             failed += 1
             continue
-        store.mark_sent(item.id)
+        store.mark_sent(item.id, (receipt.channel, receipt.ts) if receipt else None)
         sent += 1
     return DeliveryReport(sent=sent, failed=failed, pending=store.outbox_counts().get("pending", 0))

@@ -3,14 +3,16 @@ lifecycle happen before a sink (see ``anomaly.incidents`` and the outbox)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
 from anomaly.alerts.render import render_text
-from anomaly.config import AlertsConfig, Config, ConsoleSinkConfig, JsonlSinkConfig
+from anomaly.config import AlertsConfig, Config, ConsoleSinkConfig, JsonlSinkConfig, SlackSinkConfig
 from anomaly.errors import AnomalyError
 from anomaly.store import utcnow
 
@@ -23,11 +25,31 @@ class DeliveryError(AnomalyError):
         super().__init__(message)
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """Where a sink put a notification, when it can say (a Slack channel and message ``ts``)."""
+
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a sink may need beyond the payload: the notification's unique ``key``, its incident,
+    when it was enqueued (naive UTC), and the incident's main message on this sink (``thread``),
+    once that was sent."""
+
+    key: str
+    incident_id: int
+    created_at: dt.datetime
+    thread: Receipt | None = None
+
+
 class Sink(Protocol):
     name: str
 
-    def send(self, event: str, payload: dict) -> None:
-        """Deliver one notification or raise DeliveryError."""
+    def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> Receipt | None:
+        """Deliver one notification or raise DeliveryError; return where it went, when known."""
         ...
 
 
@@ -40,7 +62,7 @@ class ConsoleSink:
         self.config = config
         self.stream = stream
 
-    def send(self, event: str, payload: dict) -> None:
+    def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> None:
         stream = self.stream or sys.stdout
         try:
             stream.write(render_text(event, payload, self.config) + "\n\n")
@@ -56,7 +78,7 @@ class JsonlSink:
         self.path = Path(path)
         self.name = f"jsonl:{self.path}"
 
-    def send(self, event: str, payload: dict) -> None:
+    def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> None:
         record = {"event": event, "sent_at": utcnow().isoformat(timespec="seconds") + "Z", **payload}
         line = json.dumps(record, sort_keys=True, default=str, allow_nan=False) + "\n"
         try:
@@ -76,4 +98,8 @@ def make_sinks(config: Config, alerts: AlertsConfig | None = None, *, stream: Te
             sinks.append(ConsoleSink(config, stream))
         elif isinstance(sink, JsonlSinkConfig):
             sinks.append(JsonlSink(sink.path))
+        elif isinstance(sink, SlackSinkConfig):
+            from anomaly.alerts.slack import SlackSink  # slack_sdk loads only when a Slack sink is configured
+
+            sinks.append(SlackSink(sink, config))
     return sinks
