@@ -1,0 +1,244 @@
+"""The Slack sink: one message per incident, updated in place, with a reply in its thread for each
+later notification.
+
+- ``opened`` posts the main alert (``build_alert``) to the configured channel. Its receipt
+  (channel ID, ``ts``) is recorded with the notification by ``deliver()`` and comes back as
+  ``delivery.thread`` for the incident's later notifications.
+- ``updated`` and ``resolved`` rewrite the main message with ``chat.update`` (the current payload;
+  resolved shows the resolved header), then post a short reply (``build_thread_reply``) in its
+  thread; the reply's receipt is returned. Without ``delivery.thread`` (the main message was never
+  sent on this sink), or when the main message was deleted, the full alert is posted as a new
+  message instead.
+- Any other event (``job_failed`` from the operations sink) posts the payload's ``text``.
+
+**At least once, made idempotent.** The outbox marks a notification sent only after the sink has
+returned a receipt, so a crash between Slack storing the message and the store recording it, or an
+answer lost on the way (timeout, dropped connection), leads to the same notification being sent
+again. Each message therefore carries Slack message metadata
+``{"event_type": "anomaly_alert", "event_payload": {"key": <outbox key>, "incident_id": ...}}``,
+and every send first looks for a message with its key: ``conversations.history`` from five minutes
+before the notification was enqueued (the message cannot be older; the margin covers clock skew),
+or ``conversations.replies`` of the thread for a reply. When one is found its receipt is returned
+and nothing is posted. For the same reason the SDK's default ``ConnectionErrorRetryHandler`` is not
+installed: it would repost ``chat.postMessage`` at once after a dropped connection, without the
+check. Only 429 (after ``Retry-After``) and 500/503 answers are retried inside one send, at most
+``max_retries`` times; every other failure is left to the outbox's next delivery.
+
+**Channels.** Configure the channel ID (``C0ALERTS``): history, replies and updates need the ID.
+A ``#name`` works for posting, and the ID is learnt from the first ``chat.postMessage`` answer (or
+from a recorded receipt) and kept on the sink; until then, the history check cannot run, so a
+notification whose first attempt in this process lost its answer may be posted twice.
+
+**Errors.** ``ok: false`` errors that only a change of config or of the Slack app can fix (unknown
+channel, app not in the channel, bad or revoked token, missing scope, archived channel) raise a
+non-retryable ``DeliveryError`` that says what to fix; the notification stays pending and goes out
+on the first delivery after the fix. Everything else (timeouts, network errors, 429 and 5xx after
+the retries, other ``ok: false``) is retryable. No message ever contains the token.
+
+Scopes: ``chat:write`` and ``channels:history`` (``groups:history`` for a private channel).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
+
+from anomaly.alerts.sinks import Delivery, DeliveryError, Receipt
+from anomaly.alerts.slack_message import SlackMessage, build_alert, build_thread_reply, escape
+
+if TYPE_CHECKING:
+    from anomaly.config import Config, SlackSinkConfig
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "anomaly_alert"
+ALERT_EVENTS = ("opened", "updated", "resolved")
+HISTORY_MARGIN = dt.timedelta(minutes=5)
+PAGE_SIZE = 200
+
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+
+_TOKEN_FIX = "set SLACK_BOT_TOKEN to the app's bot token (xoxb-…) of this workspace"
+#: ok:false errors that no retry can fix, and what to do about each.
+FIXES: dict[str, str] = {
+    "channel_not_found": "check alerts.sinks[].channel (a channel ID such as C0123ABCD) and that the app can see the channel",
+    "not_in_channel": "invite the app to the channel (/invite @<app>)",
+    "is_archived": "unarchive the channel or configure another one",
+    "invalid_auth": _TOKEN_FIX,
+    "not_authed": _TOKEN_FIX,
+    "account_inactive": f"the token's app or user is deactivated; reinstall the app and {_TOKEN_FIX}",
+    "token_revoked": f"the token was revoked; reinstall the app and {_TOKEN_FIX}",
+    "token_expired": f"the token expired; {_TOKEN_FIX}",
+    "missing_scope": "add the {needed} scope(s) to the Slack app and reinstall it",
+}
+_SCOPES = "chat:write and channels:history (groups:history for a private channel)"
+#: errors that mean the incident's main message (or its thread) no longer exists
+_GONE = frozenset({"message_not_found", "thread_not_found"})
+
+
+class _MainMessageGone(Exception):
+    """The main message named by ``delivery.thread`` was deleted: post a new one."""
+
+
+class SlackSink:
+    """Posts incident alerts to one Slack channel through the Web API (see the module docstring)."""
+
+    def __init__(self, settings: SlackSinkConfig, config: Config | None = None, *, client: WebClient | None = None):
+        self.settings = settings
+        self.config = config
+        self.name = f"slack:{settings.channel}"
+        self.client = client or _make_client(settings)
+        # the channel ID, once known: configured, or learnt from an answer or a receipt
+        self._channel_id: str | None = settings.channel if is_channel_id(settings.channel) else None
+        if self._channel_id is None:
+            log.warning(
+                "Slack channel %r is a name: configure its ID so that a resent alert is found in the "
+                "channel's history from the first send on",
+                settings.channel,
+            )
+
+    def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> Receipt | None:
+        """Deliver one notification and return the receipt of the message that carries it."""
+        if event not in ALERT_EVENTS:
+            text = escape(str(payload.get("text") or event))
+            return self._post_once(SlackMessage(text=text, blocks=[]), delivery)
+        thread = delivery.thread if delivery is not None else None
+        if event != "opened" and thread is not None:
+            self._channel_id = self._channel_id or thread.channel
+            try:
+                return self._follow_up(event, payload, delivery, thread)
+            except _MainMessageGone:
+                log.warning("incident %s: its Slack message %s is gone; posting a new one", delivery.incident_id, thread.ts)
+        return self._post_once(build_alert(event, payload, self.config), delivery)
+
+    # -- the steps -------------------------------------------------------------------------------
+
+    def _follow_up(self, event: str, payload: dict, delivery: Delivery, thread: Receipt) -> Receipt:
+        """Rewrite the main message, then reply in its thread, once."""
+        found = self._find_reply(delivery.key, thread)
+        if found is not None:
+            return found  # the reply went out and its receipt was lost; the update came before it
+        main = build_alert(event, payload, self.config)
+        update = {"channel": thread.channel, "ts": thread.ts, **main.as_kwargs()}
+        self._call("chat.update", thread.channel, self.client.chat_update, update, in_thread=True)
+        reply = build_thread_reply(event, payload, self.config)
+        return self._post(reply, delivery, thread.channel, thread_ts=thread.ts)
+
+    def _post_once(self, message: SlackMessage, delivery: Delivery | None) -> Receipt:
+        """Post a top-level message, unless the channel already holds the one for this delivery."""
+        if delivery is not None and self._channel_id is not None:
+            found = self._find_in_history(delivery)
+            if found is not None:
+                return found
+        receipt = self._post(message, delivery, self._channel_id or self.settings.channel)
+        self._channel_id = receipt.channel
+        return receipt
+
+    def _post(self, message: SlackMessage, delivery: Delivery | None, channel: str, *, thread_ts: str | None = None) -> Receipt:
+        kwargs: dict[str, Any] = {**message.as_kwargs(), "unfurl_links": False, "unfurl_media": False}
+        if not message.blocks:
+            del kwargs["blocks"]
+        if thread_ts is not None:
+            kwargs["thread_ts"] = thread_ts
+        if delivery is not None:
+            event_payload = {"key": delivery.key, "incident_id": delivery.incident_id}
+            kwargs["metadata"] = {"event_type": EVENT_TYPE, "event_payload": event_payload}
+        kwargs["channel"] = channel
+        response = self._call("chat.postMessage", channel, self.client.chat_postMessage, kwargs, in_thread=thread_ts is not None)
+        return Receipt(channel=response["channel"], ts=response["ts"])
+
+    def _find_in_history(self, delivery: Delivery) -> Receipt | None:
+        channel = self._channel_id
+        params: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": PAGE_SIZE}
+        if delivery.created_at is not None:
+            params["oldest"] = f"{_unix(delivery.created_at - HISTORY_MARGIN):.6f}"
+        for message in self._pages("conversations.history", channel, self.client.conversations_history, params):
+            if _key_of(message) == delivery.key:
+                return Receipt(channel=channel, ts=message["ts"])
+        return None
+
+    def _find_reply(self, key: str, thread: Receipt) -> Receipt | None:
+        params = {"channel": thread.channel, "ts": thread.ts, "include_all_metadata": True, "limit": PAGE_SIZE}
+        replies = self._pages("conversations.replies", thread.channel, self.client.conversations_replies, params, in_thread=True)
+        for message in replies:
+            if _key_of(message) == key and message["ts"] != thread.ts:
+                return Receipt(channel=thread.channel, ts=message["ts"])
+        return None
+
+    def _pages(self, method: str, channel: str, call: Callable[..., Any], params: dict[str, Any], *, in_thread: bool = False):
+        """The messages of every page of a conversations.* answer, following the cursor."""
+        cursor = None
+        while True:
+            args = {**params, "cursor": cursor} if cursor else params
+            response = self._call(method, channel, call, args, in_thread=in_thread)
+            yield from response.get("messages") or []
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return
+
+    # -- calls and errors ------------------------------------------------------------------------
+
+    def _call(self, method: str, channel: str, call: Callable[..., Any], args: dict[str, Any], *, in_thread: bool = False) -> Any:
+        """``call(**args)``, every failure turned into a DeliveryError; with ``in_thread``, a main
+        message that no longer exists raises _MainMessageGone."""
+        try:
+            return call(**args)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "unknown_error")
+            if in_thread and error in _GONE:
+                raise _MainMessageGone(error) from None
+            raise self._api_error(method, channel, error, exc.response) from None
+        except TimeoutError:
+            reason = f"no answer within {self.settings.timeout_seconds:g} s"
+        except (SlackClientError, OSError, http.client.HTTPException) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise DeliveryError(f"Slack {method} for {channel} failed ({reason}); will retry", retryable=True)
+
+    def _api_error(self, method: str, channel: str, error: str, response: Any) -> DeliveryError:
+        if error in FIXES:
+            fix = FIXES[error].format(needed=response.get("needed") or _SCOPES)
+            return DeliveryError(f"Slack {error} for {channel}: {fix}", retryable=False)
+        status = response.status_code
+        if status == 429 or status >= 500:
+            retries = self.settings.max_retries
+            after = f"{retries} retr{'y' if retries == 1 else 'ies'}"
+            return DeliveryError(f"Slack {method} for {channel}: HTTP {status} ({error}) after {after}; will retry", retryable=True)
+        return DeliveryError(f"Slack {method} for {channel}: {error}; will retry", retryable=True)
+
+
+def is_channel_id(channel: str) -> bool:
+    """``C0123ABCD`` (public), ``G…`` (private) or ``D…`` (direct) rather than a ``#name``."""
+    return bool(_CHANNEL_ID.fullmatch(channel))
+
+
+def _make_client(settings: SlackSinkConfig) -> WebClient:
+    base_url = settings.base_url or WebClient.BASE_URL
+    return WebClient(
+        token=settings.token.get_secret_value(),
+        base_url=base_url if base_url.endswith("/") else base_url + "/",  # urljoin drops a last segment without "/"
+        timeout=settings.timeout_seconds,
+        # no ConnectionErrorRetryHandler: a repost after a dropped connection can duplicate a message
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=settings.max_retries),
+            ServerErrorRetryHandler(max_retry_count=settings.max_retries),
+        ],
+    )
+
+
+def _key_of(message: dict) -> str | None:
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != EVENT_TYPE:
+        return None
+    return (metadata.get("event_payload") or {}).get("key")
+
+
+def _unix(naive_utc: dt.datetime) -> float:
+    return naive_utc.replace(tzinfo=dt.UTC).timestamp()
