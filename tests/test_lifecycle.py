@@ -153,6 +153,19 @@ def test_an_outage_loses_nothing_and_sends_nothing_twice(store):
     assert sink.delivered == [("opened", store.load_incidents()[0]["id"])]
 
 
+def test_an_incidents_notifications_go_out_in_order_after_an_outage(store):
+    metrics = _spike_metrics(tail_leads=(4, 4, 0, 0) + (10,) * 8)
+    day = metrics["date"].iloc[60].date()
+    sink = FlakySink("flaky", failures=1)
+    for as_of in (day, day + dt.timedelta(days=2)):  # opened, then critical: two notifications pending
+        detection = detect(metrics[metrics["date"] <= pd.Timestamp(as_of)], periods(), [RULE], NO_FOREST)
+        store.save_incidents(reconcile(store.load_incidents(), build_incidents(detection, empty_changes(), DOMAINS), as_of, ["flaky"]))
+    first = deliver(store, [sink])  # "opened" fails: "updated" waits for it instead of overtaking it
+    assert (first.sent, first.failed, first.pending) == (0, 1, 2) and sink.delivered == []
+    deliver(store, [sink])
+    assert [event for event, _ in sink.delivered] == ["opened", "updated"]
+
+
 def test_a_notification_for_a_sink_no_longer_configured_is_kept(store):
     incident = _incident(_spike_metrics())
     store.save_incidents(reconcile([], [incident], dt.date(2026, 3, 10), ["old-sink"]))

@@ -30,10 +30,14 @@ def deliver(store: Store, sinks: list[Sink], *, limit: int = 1000) -> DeliveryRe
     of its "opened" notification), so that it can update that message and reply in its thread."""
     by_name = {sink.name: sink for sink in sinks}
     sent = failed = 0
+    held: set[tuple[int, str]] = set()  # an incident's notifications on a sink go out in order
     for item in store.pending(limit):
+        if (item.incident_id, item.sink) in held:
+            continue  # an earlier one is still pending: sending this first would reorder them
         sink = by_name.get(item.sink)
         if sink is None:
             store.mark_failed(item.id, f"sink {item.sink!r} is not configured any more; kept for redelivery")
+            held.add((item.incident_id, item.sink))
             failed += 1
             continue
         main = store.sent_receipt(item.incident_id, item.sink, "opened")
@@ -42,6 +46,7 @@ def deliver(store: Store, sinks: list[Sink], *, limit: int = 1000) -> DeliveryRe
             receipt = sink.send(item.event, item.payload, delivery)
         except DeliveryError as exc:
             store.mark_failed(item.id, str(exc))
+            held.add((item.incident_id, item.sink))
             failed += 1
             continue
         store.mark_sent(item.id, (receipt.channel, receipt.ts) if receipt else None)
