@@ -1,9 +1,10 @@
-"""The ``anomaly`` command line: demo, check, run, serve, status, backtest, incidents, report."""
+"""The ``anomaly`` command line: demo, check, run, serve, status, backtest, incidents, report, silence."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import logging
 import sys
@@ -13,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 
 from anomaly.alerts.render import money, render_text
-from anomaly.config import Config, load_config, load_rules
+from anomaly.config import Config, load_config, load_rules, undefined_references
 from anomaly.errors import AnomalyError, ConfigError, InputError, Problem
 from anomaly.ownership import ownership_periods, with_inferred
-from anomaly.store import Store
+from anomaly.silences import MATCHED_FIELDS, Silence, active_silences, describe_matchers, from_config, in_force, parse_until
+from anomaly.store import Store, utcnow
 
 # detection (scikit-learn, scipy) is imported by the commands that need it, so that `anomaly check`
 # answers at once
@@ -29,6 +31,13 @@ def _date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _until(text: str) -> dt.datetime:
+    try:
+        return parse_until(text, utcnow())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -81,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     d = report.delivery
     print(
         f"as of {report.as_of or 'no data'}: {report.incidents} incident(s), {report.open_incidents} open; "
-        f"{report.enqueued} new notification(s), {d.sent} sent, {d.failed} failed, {d.pending} pending",
+        f"{report.enqueued} new notification(s), {d.sent} sent, {d.failed} failed, {d.pending} pending, {d.silenced} silenced",
         file=sys.stderr,
     )
     return 0 if d.failed == 0 else 1
@@ -244,7 +253,78 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_silence_add(args: argparse.Namespace) -> int:
+    config, rules, _, _ = _load(args)
+    now = utcnow()
+    silence = Silence(
+        until=args.until,
+        **{name: getattr(args, name) for name in MATCHED_FIELDS},
+        reason=args.reason,
+        created_by=args.by or _user(),
+    )
+    problems = [
+        Problem("command line", f"--{name}", message)
+        for name, message in undefined_references(config, rules, party=silence.party, rule=silence.rule).items()
+    ]
+    if all(getattr(silence, name) is None for name in MATCHED_FIELDS):
+        problems.append(_usage_problem(f"give at least one of {', '.join(f'--{name}' for name in MATCHED_FIELDS)}"))
+    if silence.until <= now:
+        problems.append(Problem("command line", "--until", f"{_utc(silence.until)} is in the past"))
+    if problems:
+        raise InputError(problems)
+    silence_id = _store(config).add_silence(silence, now=now)
+    print(silence_id)
+    print(f"silence {silence_id}: {describe_matchers(silence)} until {_utc(silence.until)}", file=sys.stderr)
+    return 0
+
+
+def cmd_silence_list(args: argparse.Namespace) -> int:
+    config, _, _, _ = _load(args)
+    store = _store(config)
+    now = utcnow()
+    if args.all:
+        silences = [from_config(s) for s in config.alerts.silences] + store.silences()
+    else:
+        silences = active_silences(config, store, now)
+    _print_table(
+        ["id", "matchers", "until", "reason", "by", "source"],
+        [
+            [
+                "-" if s.id is None else s.id,
+                describe_matchers(s),
+                _utc(s.until) + ("" if in_force(s, now) else " (expired)"),
+                _clip(s.reason, 40),
+                s.created_by,
+                s.source,
+            ]
+            for s in silences
+        ],
+    )
+    return 0
+
+
+def cmd_silence_expire(args: argparse.Namespace) -> int:
+    config, _, _, _ = _load(args)
+    if not _store(config).expire_silence(args.silence_id):
+        print(f"no silence {args.silence_id} in the store; `anomaly silence list --all` lists them", file=sys.stderr)
+        return 1
+    print(f"silence {args.silence_id} expired")
+    return 0
+
+
+def _user() -> str:
+    """Who runs the command, for a silence's ``created_by``."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment and no passwd entry
+        return "unknown"
+
+
 # ---------------------------------------------------------------------------------------------
+
+
+def _utc(moment: dt.datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def _usage_problem(message: str) -> Problem:
@@ -304,6 +384,24 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="one incident: what, where, excess cost by party, changes")
     rep.add_argument("incident_id", type=int)
     rep.set_defaults(func=cmd_report)
+
+    silence = sub.add_parser("silence", help="hold back the notifications of matching incidents for a while: add, list, expire")
+    actions = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="a new silence; at least one matcher; prints its id")
+    add.add_argument("--account", metavar="ID", help="account id")
+    add.add_argument("--campaign", metavar="ID", help="campaign id")
+    add.add_argument("--rule", metavar="NAME", help="the rule that opened the incident")
+    add.add_argument("--party", metavar="KEY", help="the managing party's key under 'parties'")
+    add.add_argument("--until", type=_until, required=True, metavar="DATE|DATETIME|+24h|+7d", help="expiry: a date (its end, UTC), a datetime (UTC unless offset) or a duration")
+    add.add_argument("--reason", required=True, metavar="TEXT")
+    add.add_argument("--by", metavar="NAME", help="who asks for it (default: the login name)")
+    add.set_defaults(func=cmd_silence_add)
+    ls = actions.add_parser("list", help="silences in force, from config.yaml and the store")
+    ls.add_argument("--all", action="store_true", help="expired ones too")
+    ls.set_defaults(func=cmd_silence_list)
+    expire = actions.add_parser("expire", help="end a stored silence now")
+    expire.add_argument("silence_id", type=int, metavar="ID")
+    expire.set_defaults(func=cmd_silence_expire)
     return parser
 
 

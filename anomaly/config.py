@@ -606,8 +606,40 @@ class SlackSinkConfig(StrictModel):
 Sink = Annotated[Union[ConsoleSinkConfig, JsonlSinkConfig, SlackSinkConfig], Field(discriminator="type")]
 
 
+class SilenceConfig(StrictModel):
+    """Hold back the notifications of the incidents that every matcher given names (at least one)
+    until ``until``: a date (the end of that day, UTC) or a datetime (UTC unless it has an offset).
+    Detection goes on; see ``anomaly.silences``."""
+
+    account: str | None = Field(None, min_length=1)  # account id
+    campaign: str | None = Field(None, min_length=1)  # campaign id
+    rule: Slug | None = None  # the rule that opened the incident
+    party: Slug | None = None  # the managing party's key
+    until: dt.datetime
+    reason: str = ""
+    created_by: str = ""
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _until(cls, value: Any) -> dt.datetime:
+        from anomaly.silences import ABSOLUTE_FORMS, parse_time
+
+        if not isinstance(value, (str, dt.date)):
+            raise ValueError(f"expected {ABSOLUTE_FORMS}, got {value!r}")
+        return parse_time(value)
+
+    @model_validator(mode="after")
+    def _some_matcher(self) -> "SilenceConfig":
+        from anomaly.silences import MATCHED_FIELDS
+
+        if all(getattr(self, name) is None for name in MATCHED_FIELDS):
+            raise ValueError(f"expected at least one matcher ({', '.join(MATCHED_FIELDS)}), got none")
+        return self
+
+
 class AlertsConfig(StrictModel):
     sinks: list[Sink] = [ConsoleSinkConfig(type="console")]
+    silences: list[SilenceConfig] = []
 
 
 class ServiceConfig(StrictModel):
@@ -827,6 +859,17 @@ def _without_unset_env(problems: list[Problem], env_problems: list[Problem]) -> 
     return [p for p in problems if p.where not in unset]
 
 
+def undefined_references(config: Config, rules: list[RuleBase], *, party: str | None, rule: str | None) -> dict[str, str]:
+    """What a silence names that is not configured, by matcher: a silence on a typo would hold
+    back nothing."""
+    problems = {}
+    if party is not None and party not in config.parties:
+        problems["party"] = _undefined_party(party, config.parties)
+    if rule is not None and rule not in {r.name for r in rules}:
+        problems["rule"] = f"rule {rule!r} is not defined in {config.rules_dir} (defined: {', '.join(sorted(r.name for r in rules)) or 'none'})"
+    return problems
+
+
 def _undefined_party(party: str, parties: dict[str, PartyConfig]) -> str:
     known = ", ".join(sorted(parties)) or "none are configured"
     return f"party {party!r} is not defined under 'parties' (defined: {known})"
@@ -854,6 +897,12 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> t
         rules_dir = path.parent / (named if isinstance(named, str) and named else "rules")
     rules, rule_problems = _load_rules(rules_dir, config.parties if config is not None else None, environ)
     problems.extend(rule_problems)
+    if config is not None and not rule_problems:  # with a broken rules file, a named rule may just be unread
+        problems.extend(
+            Problem(str(path), f"alerts.silences[{i}].{name}", message)
+            for i, silence in enumerate(config.alerts.silences)
+            for name, message in undefined_references(config, rules, party=silence.party, rule=silence.rule).items()
+        )
     if config is not None and not config.detection.forest.enabled:
         problems.extend(
             Problem(str(path), "detection.forest.enabled", f"rule {rule.name!r} uses the isolation forest: set it to true, or disable the rule")

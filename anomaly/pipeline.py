@@ -153,7 +153,7 @@ def run_cycle(
         derived = derive_incidents(config, rules, periods, metrics, changes, as_of)
         writes = reconcile(store.load_incidents(), derived, as_of, [sink.name for sink in sinks])
         enqueued = store.save_incidents(writes)
-    report = deliver(store, sinks)
+    report = deliver(store, sinks, config=config)
     if failures:
         raise PullError(failures)
     return CycleReport(

@@ -151,7 +151,7 @@ def refit_job(config_path: str, holder: str) -> None:
 def deliver_job(config_path: str, holder: str) -> None:
     """Send what is pending in the outbox: notifications of the last cycle and retries."""
     with _job(config_path, holder) as job:
-        report = deliver(job.store, job.sinks())
+        report = deliver(job.store, job.sinks(), config=job.config)
         log.info("delivered: %d sent, %d failed, %d pending", report.sent, report.failed, report.pending)
 
 

@@ -1,4 +1,4 @@
-"""The store: metrics, change history, pulls, incidents and the alert outbox (SQLAlchemy Core).
+"""The store: metrics, change history, pulls, incidents, the alert outbox and silences (SQLAlchemy Core).
 
 A SQLite file by default, PostgreSQL by URL; the same statements serve both. Metrics are upserted
 on their natural key, so restated data overwrites. Each write is one transaction: a batch that
@@ -32,7 +32,7 @@ from anomaly.schema import (
     normalise_ownership,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 
@@ -119,7 +119,7 @@ outbox = sa.Table(
     sa.Column("event", sa.String(16), nullable=False),  # opened | updated | resolved
     sa.Column("sink", sa.Text, nullable=False),  # e.g. jsonl:/an/absolute/path, as long as the path
     sa.Column("payload", sa.Text, nullable=False),  # JSON: the alert as the sinks render it
-    sa.Column("status", sa.String(16), nullable=False),  # pending | sent
+    sa.Column("status", sa.String(16), nullable=False),  # pending | sent | silenced
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", sa.DateTime, nullable=False),
@@ -138,6 +138,22 @@ inferred_ownership = sa.Table(
     sa.Column("start", sa.Date, primary_key=True),
     sa.Column("party", sa.String(64), nullable=False),
     sa.Column("source", sa.String(64), nullable=False),
+)
+
+# notifications to hold back (see anomaly.silences); a NULL matcher matches anything
+silences = sa.Table(
+    "silences",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(64)),
+    sa.Column("campaign", sa.String(64)),
+    sa.Column("rule", sa.String(64)),
+    sa.Column("party", sa.String(64)),
+    sa.Column("until", sa.DateTime, nullable=False),  # UTC, exclusive
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expired_at", sa.DateTime),  # set by `anomaly silence expire`
 )
 
 # one row while `anomaly serve` runs: which instance may run jobs on this store
@@ -193,6 +209,25 @@ class OutboxItem:
     attempts: int
     key: str = field(default="", compare=False)  # unique among all notifications
     created_at: dt.datetime | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Silence:
+    """Holds back the notifications whose payload equals every matcher given (account_id,
+    campaign_id, rule, managing_party) until ``until`` (naive UTC, exclusive), or until it is
+    expired by hand (``expired_at``). ``id`` is None for a silence from config.yaml."""
+
+    until: dt.datetime
+    account: str | None = None
+    campaign: str | None = None
+    rule: str | None = None
+    party: str | None = None
+    reason: str = ""
+    created_by: str = ""
+    id: int | None = None
+    source: str = "store"  # or "config"
+    created_at: dt.datetime | None = None
+    expired_at: dt.datetime | None = None
 
 
 class StoreError(AnomalyError):
@@ -443,10 +478,40 @@ class Store:
                 outbox.update().where(outbox.c.id == item_id).values(attempts=outbox.c.attempts + 1, last_error=error[:2000])
             )
 
+    def mark_silenced(self, item_id: int) -> None:
+        """Record that a silence held the notification back: it is never sent."""
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == item_id).values(status="silenced", last_error=None))
+
     def outbox_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))
             return {status: n for status, n in rows}
+
+    # -- silences -----------------------------------------------------------------------------
+
+    def add_silence(self, silence: Silence, *, now: dt.datetime | None = None) -> int:
+        """Store a silence (its matchers, expiry, reason and author); returns its id."""
+        values = {name: getattr(silence, name) for name in ("account", "campaign", "rule", "party", "until", "reason", "created_by")}
+        with self.engine.begin() as conn:
+            stmt = silences.insert().values(**values, created_at=now or utcnow()).returning(silences.c.id)
+            return conn.execute(stmt).scalar_one()
+
+    def silences(self, active_at: dt.datetime | None = None) -> list[Silence]:
+        """The stored silences by id: all of them, or those in force at ``active_at`` (naive UTC)."""
+        query = sa.select(silences).order_by(silences.c.id)
+        if active_at is not None:
+            query = query.where(silences.c.until > active_at, sa.or_(silences.c.expired_at.is_(None), silences.c.expired_at > active_at))
+        with self.engine.connect() as conn:
+            return [Silence(**r._mapping) for r in conn.execute(query)]
+
+    def expire_silence(self, silence_id: int, *, now: dt.datetime | None = None) -> bool:
+        """End a silence now (one already expired keeps its time); False when there is no such id."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                silences.update().where(silences.c.id == silence_id).values(expired_at=sa.func.coalesce(silences.c.expired_at, now or utcnow()))
+            )
+        return result.rowcount == 1
 
     # -- the service lock ---------------------------------------------------------------------
 
@@ -612,6 +677,10 @@ def _add_receipts(conn: sa.Connection) -> None:
     _add_columns(conn, "outbox", {"channel": "TEXT", "ts": "VARCHAR(32)"})
 
 
+def _add_silences(conn: sa.Connection) -> None:
+    silences.create(conn, checkfirst=True)
+
+
 #: version → function(conn) that brings a store from version − 1 to version.
 _MIGRATIONS: dict[int, Any] = {
     2: _add_client_type,
@@ -619,4 +688,5 @@ _MIGRATIONS: dict[int, Any] = {
     4: _unbounded_sink_names,
     5: _add_inferred_ownership,
     6: _add_receipts,
+    7: _add_silences,
 }
