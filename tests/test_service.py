@@ -313,63 +313,61 @@ def test_a_bad_schedule_or_operations_sink_stops_the_service_with_its_path(tmp_p
 # The command line
 
 
+class ServeProcess:
+    """``anomaly serve`` in a subprocess, its stderr collected; ``working`` is set once its first
+    pull is running (it has started and holds the lock)."""
+
+    def __init__(self, config_path: Path):
+        self.command = [sys.executable, "-m", "anomaly.cli", "--config", str(config_path), "-v", "serve"]
+        self.process = subprocess.Popen(self.command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.working = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+            if 'Running job "pull:sample' in line:
+                self.working.set()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self) -> int:
+        """SIGTERM, and the exit code once it has finished (it is killed if it does not)."""
+        try:
+            self.process.send_signal(signal.SIGTERM)
+            return self.process.wait(timeout=WAIT)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._reader.join(WAIT)
+
+
 def test_sigterm_finishes_the_running_job_and_releases_the_lock(tmp_path):
     config_path = project(tmp_path)
-    command = [sys.executable, "-m", "anomaly.cli", "--config", str(config_path), "-v", "serve"]
-    process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    job_running = threading.Event()
-
-    def read() -> None:
-        for line in process.stderr:
-            lines.append(line)
-            if 'Running job "pull:sample' in line:
-                job_running.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert job_running.wait(WAIT), "".join(lines)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=WAIT) == 0, "".join(lines)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    reader.join(WAIT)
-    output = "".join(lines)
-    assert "anomaly serve: started as " in output and "  pull:sample " in output
-    assert "anomaly serve: SIGTERM: finishing the running job" in output
-    assert "anomaly serve: stopped; the service lock is released" in output
+    serve = ServeProcess(config_path)
+    assert serve.working.wait(WAIT), serve.output
+    assert serve.stop() == 0, serve.output
+    assert "anomaly serve: started as " in serve.output and "  pull:sample " in serve.output
+    assert "anomaly serve: SIGTERM: finishing the running job" in serve.output
+    assert "anomaly serve: stopped; the service lock is released" in serve.output
     assert [a["event"] for a in alerts(tmp_path) if a["campaign_id"] == STORY] == ["opened"]  # the job finished
     assert Store(load_config(config_path)[0].store.url.get_secret_value()).service_lock_holder() is None
 
 
 def test_a_second_serve_process_on_the_same_store_refuses_to_start(tmp_path):
-    config_path = project(tmp_path)
-    command = [sys.executable, "-m", "anomaly.cli", "--config", str(config_path), "-v", "serve"]
-    first = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    started = threading.Event()
-
-    def read() -> None:
-        for line in first.stderr:
-            lines.append(line)
-            if 'Running job "pull:sample' in line:  # started, and at work: SIGTERM lets this run finish
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    first = ServeProcess(project(tmp_path))
     try:
-        assert started.wait(WAIT), "".join(lines)
-        second = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=WAIT)
-        assert second.returncode == 1
-        assert "anomaly serve: another instance holds the service lock of " in second.stderr
-        first.send_signal(signal.SIGTERM)
-        assert first.wait(timeout=WAIT) == 0, "".join(lines)
+        assert first.working.wait(WAIT), first.output  # started, and at work: SIGTERM lets this run finish
+        second = subprocess.run(first.command, cwd=PROJECT, capture_output=True, text=True, timeout=WAIT)
     finally:
-        if first.poll() is None:
-            first.kill()
-    reader.join(WAIT)
+        code = first.stop()
+    assert second.returncode == 1
+    assert "anomaly serve: another instance holds the service lock of " in second.stderr
+    assert code == 0, first.output
     sent = alerts(tmp_path)
     assert len(sent) == len({(a["incident_id"], a["event"]) for a in sent}) and sent  # sent once, by the first
 
