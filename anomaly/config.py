@@ -603,7 +603,19 @@ class SlackSinkConfig(StrictModel):
     max_retries: int = Field(3, ge=0, le=10)
 
 
-Sink = Annotated[Union[ConsoleSinkConfig, JsonlSinkConfig, SlackSinkConfig], Field(discriminator="type")]
+class SlackWebhookSinkConfig(StrictModel):
+    """Alerts to the one channel of a Slack incoming webhook: plain messages only (no threads, no
+    updates in place, no check for a message already posted). ``url`` is a secret, e.g.
+    ``url: ${SLACK_WEBHOOK_URL}``; ``label`` names the sink (``slack-webhook:<label>``)."""
+
+    type: Literal["slack_webhook"]
+    url: SecretStr
+    label: Slug = "default"
+    timeout_seconds: float = Field(30.0, gt=0, le=300)
+    max_retries: int = Field(3, ge=0, le=10)
+
+
+Sink = Annotated[Union[ConsoleSinkConfig, JsonlSinkConfig, SlackSinkConfig, SlackWebhookSinkConfig], Field(discriminator="type")]
 
 
 class SilenceConfig(StrictModel):

@@ -170,12 +170,12 @@ CONFIG_ERRORS = [
     ),
     pytest.param(
         "alerts:\n  sinks:\n    - {type: console}\n    - {type: teams, channel: '#ads'}\n",
-        ["config.yaml: alerts.sinks[1].type: expected one of 'console', 'jsonl', 'slack', got 'teams'"],
+        ["config.yaml: alerts.sinks[1].type: expected one of 'console', 'jsonl', 'slack', 'slack_webhook', got 'teams'"],
         id="unknown-sink-type",
     ),
     pytest.param(
         "alerts:\n  sinks:\n    - {path: alerts.jsonl}\n",
-        ["config.yaml: alerts.sinks[0].type: required key is missing; expected one of 'console', 'jsonl', 'slack'"],
+        ["config.yaml: alerts.sinks[0].type: required key is missing; expected one of 'console', 'jsonl', 'slack', 'slack_webhook'"],
         id="missing-sink-type",
     ),
     pytest.param(

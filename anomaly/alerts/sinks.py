@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from anomaly.alerts.render import render_text
-from anomaly.config import AlertsConfig, Config, ConsoleSinkConfig, JsonlSinkConfig, SlackSinkConfig
+from anomaly.config import AlertsConfig, Config, ConsoleSinkConfig, JsonlSinkConfig, SlackSinkConfig, SlackWebhookSinkConfig
 from anomaly.errors import AnomalyError
 from anomaly.store import utcnow
 
@@ -102,4 +102,8 @@ def make_sinks(config: Config, alerts: AlertsConfig | None = None, *, stream: Te
             from anomaly.alerts.slack import SlackSink  # slack_sdk loads only when a Slack sink is configured
 
             sinks.append(SlackSink(sink, config))
+        elif isinstance(sink, SlackWebhookSinkConfig):
+            from anomaly.alerts.slack import SlackWebhookSink
+
+            sinks.append(SlackWebhookSink(sink, config))
     return sinks

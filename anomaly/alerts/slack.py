@@ -50,12 +50,13 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
+from slack_sdk.webhook import WebhookClient
 
 from anomaly.alerts.sinks import Delivery, DeliveryError, Receipt
 from anomaly.alerts.slack_message import SlackMessage, build_alert, build_thread_reply, escape
 
 if TYPE_CHECKING:
-    from anomaly.config import Config, SlackSinkConfig
+    from anomaly.config import Config, SlackSinkConfig, SlackWebhookSinkConfig
 
 log = logging.getLogger(__name__)
 
@@ -242,3 +243,57 @@ def _key_of(message: dict) -> str | None:
 
 def _unix(naive_utc: dt.datetime) -> float:
     return naive_utc.replace(tzinfo=dt.UTC).timestamp()
+
+
+# ---------------------------------------------------------------------------------------------
+# Incoming webhooks
+
+#: webhook answers that no retry can fix, and what to do about each
+WEBHOOK_FIXES: dict[str, str] = {
+    "no_service": "the webhook was removed or its URL is wrong: create a new one and set SLACK_WEBHOOK_URL",
+    "invalid_token": "the webhook URL is wrong: set SLACK_WEBHOOK_URL to the URL Slack gave",
+    "no_active_hooks": "the webhook's app is disabled: enable it or create a new webhook",
+    "channel_not_found": "the webhook's channel was deleted: create a new webhook",
+    "channel_is_archived": "the webhook's channel is archived: unarchive it or create a new webhook",
+    "action_prohibited": "a workspace admin blocks this webhook's channel: pick another channel",
+}
+
+
+class SlackWebhookSink:
+    """Posts each notification as a message of its own through an incoming webhook.
+
+    A webhook answers no ``ts``: no thread, no update in place, and no way to look for a message
+    already posted, so delivery is at least once (a lost answer can repeat a message). The URL is
+    a secret: it appears in no error or log. Use the bot-token ``SlackSink`` for one message per
+    incident that is updated in place.
+    """
+
+    def __init__(self, settings: SlackWebhookSinkConfig, config: Config | None = None, *, client: WebhookClient | None = None):
+        self.config = config
+        self.name = f"slack-webhook:{settings.label}"
+        self.client = client or WebhookClient(
+            settings.url.get_secret_value(),
+            timeout=settings.timeout_seconds,
+            retry_handlers=[
+                RateLimitErrorRetryHandler(max_retry_count=settings.max_retries),
+                ServerErrorRetryHandler(max_retry_count=settings.max_retries),
+            ],
+        )
+
+    def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> None:
+        """Post the alert as it stands now (opened, worse, or resolved)."""
+        if event in ALERT_EVENTS:
+            message = build_alert(event, payload, self.config)
+            kwargs = {"text": message.text, "blocks": message.blocks}
+        else:
+            kwargs = {"text": escape(str(payload.get("text", event)))}
+        try:
+            response = self.client.send(**kwargs)
+        except (OSError, SlackClientError, http.client.HTTPException) as exc:
+            raise DeliveryError(f"Slack webhook {self.name} failed ({type(exc).__name__}); will retry", retryable=True) from None
+        if response.status_code == 200:
+            return None
+        error = (response.body or "").strip()
+        if error in WEBHOOK_FIXES:
+            raise DeliveryError(f"Slack webhook {self.name}: {error}: {WEBHOOK_FIXES[error]}", retryable=False)
+        raise DeliveryError(f"Slack webhook {self.name} answered HTTP {response.status_code} ({error or 'no body'}); will retry", retryable=True)
