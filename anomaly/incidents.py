@@ -68,6 +68,9 @@ class Incident:
     managing_party: str
     party_since: dt.date | None
     changes: tuple[Change, ...] = field(default=())
+    #: the days from three weeks before onset to the last one, for a chart: (date, spend, leads,
+    #: the baseline cost per lead before that day, or None)
+    series: tuple[tuple[str, float, float, float | None], ...] = field(default=())
 
     @property
     def status(self) -> str:
@@ -113,6 +116,17 @@ class Incident:
             "resolved_on": self.resolved_on.isoformat() if self.resolved_on else None,
             "excess_by_party": {k: round(v, 2) for k, v in self.excess_by_party.items()},
         }
+
+
+SERIES_DAYS_BEFORE = 21
+
+
+def _daily_series(panel, baseline, column: int, first: int, last: int) -> tuple[tuple[str, float, float, float | None], ...]:
+    days = range(first, last + 1)
+    return tuple(
+        (panel.dates[d].date().isoformat(), float(np.nan_to_num(panel.spend[d, column])), float(np.nan_to_num(panel.leads[d, column])), _finite(baseline.cpl[d, column]))
+        for d in days
+    )
 
 
 def _finite(value: float) -> float | None:
@@ -181,6 +195,7 @@ def build_incidents(
                 leads=float(leads.sum()),
                 excess_cost=max(float(excess_by_day.sum()), 0.0),
                 excess_by_party={k: max(v, 0.0) for k, v in by_party.items()},
+                series=_daily_series(panel, baseline, c, max(on - SERIES_DAYS_BEFORE, 0), end),
                 managing_party=str(parties[0]),
                 party_since=None if np.isnat(since) else pd.Timestamp(since).date(),
                 changes=tuple(

@@ -1,7 +1,8 @@
 """The Slack sink: one message per incident, updated in place, with a reply in its thread for each
 later notification.
 
-- ``opened`` posts the main alert (``build_alert``) to the configured channel. Its receipt
+- ``opened`` posts the main alert (``build_alert``) to the configured channel, and its chart
+  (``anomaly.alerts.chart``) with ``files_upload_v2`` into its thread. Its receipt
   (channel ID, ``ts``) is recorded with the notification by ``deliver()`` and comes back as
   ``delivery.thread`` for the incident's later notifications.
 - ``updated`` and ``resolved`` rewrite the main message with ``chat.update`` (the current payload;
@@ -35,7 +36,8 @@ non-retryable ``DeliveryError`` that says what to fix; the notification stays pe
 on the first delivery after the fix. Everything else (timeouts, network errors, 429 and 5xx after
 the retries, other ``ok: false``) is retryable. No message ever contains the token.
 
-Scopes: ``chat:write`` and ``channels:history`` (``groups:history`` for a private channel).
+Scopes: ``chat:write``, ``files:write`` and ``channels:history`` (``groups:history`` for a private
+channel).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class SlackSink:
                 return self._follow_up(event, payload, delivery, thread)
             except _MainMessageGone:
                 log.warning("incident %s: its Slack message %s is gone; posting a new one", delivery.incident_id, thread.ts)
-        return self._post_once(build_alert(event, payload, self.config), delivery)
+        return self._post_once(build_alert(event, payload, self.config), delivery, payload)
 
     # -- the steps -------------------------------------------------------------------------------
 
@@ -133,15 +135,35 @@ class SlackSink:
         reply = build_thread_reply(event, payload, self.config)
         return self._post(reply, delivery, thread.channel, thread_ts=thread.ts)
 
-    def _post_once(self, message: SlackMessage, delivery: Delivery | None) -> Receipt:
-        """Post a top-level message, unless the channel already holds the one for this delivery."""
+    def _post_once(self, message: SlackMessage, delivery: Delivery | None, payload: dict | None = None) -> Receipt:
+        """Post a top-level message, unless the channel already holds the one for this delivery;
+        with an alert's ``payload``, its chart goes in the new message's thread."""
         if delivery is not None and self._channel_id is not None:
             found = self._find_in_history(delivery)
             if found is not None:
                 return found
         receipt = self._post(message, delivery, self._channel_id or self.settings.channel)
         self._channel_id = receipt.channel
+        if payload is not None:
+            self._attach_chart(payload, receipt)
         return receipt
+
+    def _attach_chart(self, payload: dict, receipt: Receipt) -> None:
+        """Upload the cost-per-lead chart into the alert's thread. The alert is what must not be
+        lost or repeated; a chart that fails to upload is logged, and the alert stands without it."""
+        from anomaly.alerts.chart import cost_per_lead_chart  # matplotlib loads only when a chart is drawn
+
+        name = self.config.party_name(payload.get("managing_party")) if self.config is not None else None
+        png = cost_per_lead_chart(payload, name)
+        if png is None:
+            return
+        try:
+            self.client.files_upload_v2(
+                channel=receipt.channel, thread_ts=receipt.ts, file=png, filename=f"incident-{payload.get('incident_id', 'chart')}.png",
+                title="Cost per lead by day, against baseline",
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure of the upload leaves the alert as it is
+            log.warning("chart for incident %s not uploaded to %s: %s", payload.get("incident_id"), receipt.channel, type(exc).__name__)
 
     def _post(self, message: SlackMessage, delivery: Delivery | None, channel: str, *, thread_ts: str | None = None) -> Receipt:
         kwargs: dict[str, Any] = {**message.as_kwargs(), "unfurl_links": False, "unfurl_media": False}
