@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -682,3 +682,14 @@ def fake_slack() -> Iterator[FakeSlack]:
     """A running ``FakeSlack`` with the default token and channels; stopped after the test."""
     with FakeSlack() as fake:
         yield fake
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The SDK's retry pauses, recorded instead of slept: ask for it, or mark a module with
+    ``pytest.mark.usefixtures("sleeps")``, and no test waits on a retry."""
+    recorded: list[float] = []
+    clock = SimpleNamespace(sleep=recorded.append)
+    monkeypatch.setattr("slack_sdk.http_retry.builtin_handlers.time", clock)
+    monkeypatch.setattr("slack_sdk.http_retry.handler.time", clock)
+    return recorded

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -16,22 +15,15 @@ from anomaly.alerts.slack import SlackSink
 from anomaly.alerts.slack_message import build_alert, build_thread_reply
 from anomaly.config import SlackSinkConfig
 from anomaly.store import IncidentWrite, Store, utcnow
-from tests.slack_fake import FakeSlack, fake_slack  # noqa: F401 - the fixture
+from tests.slack_fake import FakeSlack, fake_slack, sleeps  # noqa: F401 - the fixtures
 from tests.test_slack_message import _made
 from tests.test_store import incident, outbox_row
+
+pytestmark = pytest.mark.usefixtures("sleeps")  # no test waits on a retry
 
 CHANNEL = "C0ALERTS"
 OPENED_KEY = "7:opened:2026-07-10:slack:C0ALERTS"
 
-
-@pytest.fixture(autouse=True)
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The SDK's retry pauses, recorded instead of slept."""
-    recorded: list[float] = []
-    clock = SimpleNamespace(sleep=recorded.append)
-    monkeypatch.setattr("slack_sdk.http_retry.builtin_handlers.time", clock)
-    monkeypatch.setattr("slack_sdk.http_retry.handler.time", clock)
-    return recorded
 
 
 def make_sink(fake: FakeSlack, *, channel: str = CHANNEL, token: str | None = None, **overrides) -> SlackSink:

@@ -7,13 +7,15 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 
 import pytest
 
 from anomaly.alerts.sinks import DeliveryError
 from anomaly.alerts.slack import SlackWebhookSink
 from anomaly.config import SlackWebhookSinkConfig
+from tests.slack_fake import sleeps  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.usefixtures("sleeps")  # no test waits on a retry
 
 SECRET_PATH = "/services/T000/B000/s3cr3tWebhookPart"
 
@@ -53,15 +55,6 @@ def webhook() -> Iterator[Webhook]:
     hook.server.shutdown()
     hook.server.server_close()
 
-
-@pytest.fixture(autouse=True)
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The SDK's retry pauses, recorded instead of slept."""
-    recorded: list[float] = []
-    clock = SimpleNamespace(sleep=recorded.append)
-    monkeypatch.setattr("slack_sdk.http_retry.builtin_handlers.time", clock)
-    monkeypatch.setattr("slack_sdk.http_retry.handler.time", clock)
-    return recorded
 
 
 PAYLOAD = {
