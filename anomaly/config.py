@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from anomaly.errors import ConfigError, Problem
 
@@ -584,10 +584,18 @@ class DetectionConfig(StrictModel):
 class ConsoleSinkConfig(StrictModel):
     type: Literal["console"]
 
+    @property
+    def name(self) -> str:
+        return "console"
+
 
 class JsonlSinkConfig(StrictModel):
     type: Literal["jsonl"]
     path: FilePath
+
+    @property
+    def name(self) -> str:
+        return f"jsonl:{self.path}"
 
 
 class SlackSinkConfig(StrictModel):
@@ -602,6 +610,10 @@ class SlackSinkConfig(StrictModel):
     timeout_seconds: float = Field(30.0, gt=0, le=300)
     max_retries: int = Field(3, ge=0, le=10)
 
+    @property
+    def name(self) -> str:
+        return f"slack:{self.channel}"
+
 
 class SlackWebhookSinkConfig(StrictModel):
     """Alerts to the one channel of a Slack incoming webhook: plain messages only (no threads, no
@@ -613,6 +625,10 @@ class SlackWebhookSinkConfig(StrictModel):
     label: Slug = "default"
     timeout_seconds: float = Field(30.0, gt=0, le=300)
     max_retries: int = Field(3, ge=0, le=10)
+
+    @property
+    def name(self) -> str:
+        return f"slack-webhook:{self.label}"
 
 
 Sink = Annotated[Union[ConsoleSinkConfig, JsonlSinkConfig, SlackSinkConfig, SlackWebhookSinkConfig], Field(discriminator="type")]
@@ -649,9 +665,106 @@ class SilenceConfig(StrictModel):
         return self
 
 
+MENTION_FORMS = "a user ID (U0123ABCD), a user group ID (S0123ABCD), 'here' or 'channel'"
+_MENTION = re.compile(r"^(?:[UW][A-Z0-9]{2,20}|S[A-Z0-9]{2,20}|here|channel)$")
+
+
+def _mention(value: str) -> str:
+    if not _MENTION.match(value):
+        raise ValueError(f"expected {MENTION_FORMS}, got {value!r}")
+    return value
+
+
+Mention = Annotated[str, AfterValidator(_mention)]
+
+
+def _listed(value: Any) -> Any:
+    """One value where a list is expected: ``party: beacon`` means ``party: [beacon]``."""
+    return [value] if isinstance(value, (str, int)) else value
+
+
+class RouteConfig(StrictModel):
+    """Where the notifications of matching incidents go, and whom they mention. A route matches
+    when every matcher it gives matches (a list: any of its values); one with no matcher matches
+    everything. ``party`` is the party managing the campaign at onset, or, with ``party_at: now``,
+    the party managing it now. ``severity: warning`` matches every incident, ``critical`` the
+    critical ones (an incident that becomes critical starts reaching the route then). Routes are
+    tried in order; the first that matches decides, unless it says ``continue: true``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    account: Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_listed)] = []  # account ids
+    party: Annotated[list[Slug], BeforeValidator(_listed)] = []
+    party_at: Literal["onset", "now"] = "onset"
+    severity: Severity | None = None  # at least this severe
+    sinks: Annotated[list[str], BeforeValidator(_listed)] = Field(min_length=1)  # sink names: slack:C0123ABCD, console, jsonl:PATH
+    mentions: Annotated[list[Mention], BeforeValidator(_listed)] = []
+    continue_matching: bool = Field(False, alias="continue")
+
+
+class SlackAppConfig(StrictModel):
+    """The interactive side of the Slack app: Acknowledge and Snooze buttons on each alert, handled
+    inside ``anomaly serve``. With ``app_token`` (xapp-…, Socket Mode) no public URL is needed;
+    otherwise Slack posts to ``http://<host>:<port><path>``, every request checked against
+    ``signing_secret``."""
+
+    bot_token: SecretStr
+    app_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    host: str = "0.0.0.0"
+    port: int = Field(3000, ge=0, le=65535)
+    path: str = Field("/slack/events", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    base_url: str | None = None  # another Slack API endpoint, as for the sinks
+
+    @model_validator(mode="after")
+    def _a_way_in(self) -> "SlackAppConfig":
+        if self.app_token is None and self.signing_secret is None:
+            raise ValueError("expected app_token (Socket Mode) or signing_secret (HTTP requests from Slack), got neither")
+        return self
+
+
+#: a Google Ads campaign in the web interface; {account_id} and {campaign_id} are filled in
+GOOGLE_ADS_CAMPAIGN_URL = "https://ads.google.com/aw/campaigns?campaignId={campaign_id}&__e={account_id}"
+_URL_FIELDS = re.compile(r"\{(account_id|campaign_id)\}")
+
+
+def _campaign_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith("https://"):
+        raise ValueError(f"expected an https:// URL, got {value!r}")
+    if "{" in _URL_FIELDS.sub("", value) or "}" in _URL_FIELDS.sub("", value):
+        raise ValueError(f"expected only {{account_id}} and {{campaign_id}} between braces, got {value!r}")
+    return value
+
+
 class AlertsConfig(StrictModel):
+    """Where alerts go and how often. ``routes`` pick sinks per incident (see RouteConfig); a
+    notification no route matches goes to ``default_sinks``; a sink that no route and no
+    ``default_sinks`` names gets every notification (a console or a JSON-lines log). Without
+    routes, every sink gets every notification."""
+
     sinks: list[Sink] = [ConsoleSinkConfig(type="console")]
+    routes: list[RouteConfig] = []
+    default_sinks: Annotated[list[str], BeforeValidator(_listed)] = []
     silences: list[SilenceConfig] = []
+    #: this many incidents opened on one account in one cycle go out as one grouped message
+    group_min_incidents: int = Field(4, ge=2, le=1000)
+    #: a reminder while an incident stays open and unacknowledged, this long after its last
+    #: message on a sink; 0 sends none
+    repeat_every_hours: float = Field(24.0, ge=0, le=24 * 90)
+    #: the excess cost (account currency) whose crossing updates the alert, ascending
+    excess_steps: list[Annotated[float, Field(gt=0)]] = [1000.0, 5000.0, 10000.0, 25000.0, 50000.0, 100000.0]
+    #: a link to the campaign in the alert, for ids that look like Google Ads ids; null for none
+    campaign_url: Annotated[str | None, AfterValidator(_campaign_url)] = GOOGLE_ADS_CAMPAIGN_URL
+    slack_app: SlackAppConfig | None = None
+
+    @field_validator("excess_steps")
+    @classmethod
+    def _ascending(cls, steps: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ValueError(f"expected ascending amounts, got {steps}")
+        return steps
 
 
 class ServiceConfig(StrictModel):
@@ -926,8 +1039,39 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> t
     return config, rules
 
 
-def _cross_check(config: Config, file: str) -> list[Problem]:
+def resolve_sink_name(name: str, file: str | Path) -> str:
+    """A sink's name as config writes it, in the form the sinks carry: ``jsonl:PATH`` with PATH
+    relative to the config ``file`` made absolute; every other name as it is."""
+    if not name.startswith("jsonl:"):
+        return name
+    path = Path(name.removeprefix("jsonl:")).expanduser()
+    return f"jsonl:{path if path.is_absolute() else (Path(file).parent / path).resolve()}"
+
+
+def _sink_references(config: Config, file: str) -> list[Problem]:
+    """Every sink a route or ``default_sinks`` names is configured; every party a route names is."""
+    names = [sink.name for sink in config.alerts.sinks]
     problems = []
+
+    def check(where: str, name: str) -> None:
+        if resolve_sink_name(name, file) not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(Problem(file, where, f"no configured alert sink is named {name!r}; {hint}configured: {', '.join(names)}"))
+
+    for i, route in enumerate(config.alerts.routes):
+        for j, name in enumerate(route.sinks):
+            check(f"alerts.routes[{i}].sinks[{j}]", name)
+        for j, party in enumerate(route.party):
+            if party not in config.parties:
+                problems.append(Problem(file, f"alerts.routes[{i}].party[{j}]", _undefined_party(party, config.parties)))
+    for j, name in enumerate(config.alerts.default_sinks):
+        check(f"alerts.default_sinks[{j}]", name)
+    return problems
+
+
+def _cross_check(config: Config, file: str) -> list[Problem]:
+    problems = _sink_references(config, file)
     names: dict[str, int] = {}
     for i, source in enumerate(config.sources):
         if source.name in names:

@@ -49,7 +49,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from anomaly.alerts import DeliveryError, Sink, deliver, make_sinks
 from anomaly.alerts.render import money
 from anomaly.alerts.sinks import ConsoleSink, Delivery, Receipt
-from anomaly.config import Config, RuleBase, ScheduleConfig, load_config
+from anomaly.config import Config, RuleBase, ScheduleConfig, load_config, resolve_sink_name
 from anomaly.errors import AnomalyError, InputError, Problem
 from anomaly.ownership import ownership_periods
 from anomaly.pipeline import pull_source, run_cycle
@@ -351,10 +351,7 @@ def operations_sink(config: Config, file: str) -> Sink | None:
     if name is None:
         return None
     sinks = {sink.name: sink for sink in make_sinks(config)}
-    wanted = name
-    if name.startswith("jsonl:"):
-        path = Path(name.removeprefix("jsonl:")).expanduser()
-        wanted = f"jsonl:{path if path.is_absolute() else (Path(file).parent / path).resolve()}"
+    wanted = resolve_sink_name(name, file)
     if wanted not in sinks:
         raise InputError([Problem(file, "service.operations_sink", f"no configured alert sink is named {name!r}; configured: {', '.join(sinks)}")])
     return sinks[wanted]

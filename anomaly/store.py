@@ -32,7 +32,7 @@ from anomaly.schema import (
     normalise_ownership,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = sa.MetaData()
 
@@ -104,6 +104,8 @@ incidents = sa.Table(
     sa.Column("party_since", sa.Date),
     sa.Column("excess_cost", sa.Float, nullable=False),
     sa.Column("notified", sa.Boolean, nullable=False),  # False: found in history, never announced
+    sa.Column("acknowledged_at", sa.DateTime),  # UTC: someone took it on (Slack's Acknowledge button)
+    sa.Column("acknowledged_by", sa.Text),  # ... who: e.g. "slack:U0123ABCD (Dana)"
     sa.Column("details", sa.Text, nullable=False),  # JSON: names, currency, spend, leads, changes, excess by party
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("updated_at", sa.DateTime, nullable=False),
@@ -126,6 +128,7 @@ outbox = sa.Table(
     sa.Column("sent_at", sa.DateTime),
     sa.Column("channel", sa.Text),  # where the sink put it, when it says (a Slack channel ID) ...
     sa.Column("ts", sa.String(32)),  # ... and the message's id there (Slack ts)
+    sa.Column("group_key", sa.Text),  # sent as part of one grouped message: that message's key
 )
 sa.Index("ix_outbox_pending", outbox.c.status, outbox.c.id)
 
@@ -443,22 +446,49 @@ class Store:
         return enqueued
 
     def pending(self, limit: int = 1000) -> list[OutboxItem]:
-        query = sa.select(outbox).where(outbox.c.status == "pending").order_by(outbox.c.id).limit(limit)
+        """The pending notifications, oldest first. Each payload also says whether its incident is
+        acknowledged now (``acknowledged_by``, ``acknowledged_at`` as ISO UTC, or None), which may
+        have happened after the notification was enqueued."""
+        query = (
+            sa.select(outbox, incidents.c.acknowledged_at, incidents.c.acknowledged_by)
+            .join(incidents, incidents.c.id == outbox.c.incident_id)
+            .where(outbox.c.status == "pending")
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             return [
-                OutboxItem(r.id, r.incident_id, r.event, r.sink, json.loads(r.payload), r.attempts, r.dedupe_key, r.created_at)
+                OutboxItem(
+                    r.id, r.incident_id, r.event, r.sink,
+                    {**json.loads(r.payload), **_acknowledgement(r.acknowledged_at, r.acknowledged_by)},
+                    r.attempts, r.dedupe_key, r.created_at,
+                )
                 for r in conn.execute(query)
             ]
 
-    def mark_sent(self, item_id: int, receipt: tuple[str, str] | None = None) -> None:
-        """Record a delivery, with where the sink put it (channel, message ts) when it says."""
+    def mark_sent(self, item_id: int, receipt: tuple[str, str] | None = None, *, group_key: str | None = None) -> None:
+        """Record a delivery, with where the sink put it (channel, message ts) when it says, and
+        the key of the grouped message it went out in, if it did."""
         channel, ts = receipt if receipt else (None, None)
         with self.engine.begin() as conn:
             conn.execute(
                 outbox.update()
                 .where(outbox.c.id == item_id)
-                .values(status="sent", sent_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None, channel=channel, ts=ts)
+                .values(status="sent", sent_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None, channel=channel, ts=ts, group_key=group_key)
             )
+
+    def acknowledge(self, incident_id: int, by: str, *, now: dt.datetime | None = None) -> dict[str, Any] | None:
+        """Record that ``by`` took the incident on, at ``now`` (naive UTC). The first
+        acknowledgement stands: a second changes nothing. Returns the incident as it is afterwards,
+        or None when there is no such incident."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                incidents.update()
+                .where(incidents.c.id == incident_id, incidents.c.acknowledged_at.is_(None))
+                .values(acknowledged_at=now or utcnow(), acknowledged_by=by)
+            )
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
+        return _incident_row(row._mapping) if row is not None else None
 
     def sent_receipt(self, incident_id: int, sink: str, event: str) -> tuple[str, str] | None:
         """Where the incident's first ``event`` notification went on ``sink`` (channel, ts), if sent."""
@@ -585,6 +615,10 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+def _acknowledgement(at: dt.datetime | None, by: str | None) -> dict[str, Any]:
+    return {"acknowledged_at": at.isoformat(timespec="seconds") if at is not None else None, "acknowledged_by": by}
+
+
 def _incident_row(mapping) -> dict[str, Any]:
     row = dict(mapping)
     row["details"] = json.loads(row["details"])
@@ -681,6 +715,11 @@ def _add_silences(conn: sa.Connection) -> None:
     silences.create(conn, checkfirst=True)
 
 
+def _add_acknowledgements_and_groups(conn: sa.Connection) -> None:
+    _add_columns(conn, "incidents", {"acknowledged_at": "TIMESTAMP", "acknowledged_by": "TEXT"})
+    _add_columns(conn, "outbox", {"group_key": "TEXT"})
+
+
 #: version → function(conn) that brings a store from version − 1 to version.
 _MIGRATIONS: dict[int, Any] = {
     2: _add_client_type,
@@ -689,4 +728,5 @@ _MIGRATIONS: dict[int, Any] = {
     5: _add_inferred_ownership,
     6: _add_receipts,
     7: _add_silences,
+    8: _add_acknowledgements_and_groups,
 }

@@ -293,7 +293,7 @@ def test_outbox_enqueues_once_and_tracks_delivery(store: Store) -> None:
     assert store.save_incidents([IncidentWrite(stored["id"], incident(), notes)]) == 0
 
     first, second = store.pending()
-    payload = {"title": "CPL up 4.3x", "event": "opened", "incident_id": stored["id"]}
+    payload = {"title": "CPL up 4.3x", "event": "opened", "incident_id": stored["id"], "acknowledged_at": None, "acknowledged_by": None}
     assert [first, second] == [
         OutboxItem(first.id, stored["id"], "opened", "slack:#media", payload, 0),
         OutboxItem(second.id, stored["id"], "opened", "console", payload, 0),
@@ -422,3 +422,36 @@ def test_declared_ownership_wins_over_inferred() -> None:
     inferred = normalise_ownership(pd.DataFrame([("A", "", "beacon", "2026-07-08", None), ("B", "", "summit", "2026-07-01", None)],
                                                 columns=["account_id", "campaign_id", "party", "start", "end"]))
     assert with_inferred(declared, inferred)[["account_id", "party"]].values.tolist() == [["A", "agency"], ["B", "summit"]]
+
+
+def test_the_first_acknowledgement_stands_and_pending_notifications_carry_it(store: Store) -> None:
+    store.save_incidents([IncidentWrite(None, incident(), (note("console"),))])
+    (stored,) = store.load_incidents()
+    at = dt.datetime(2026, 7, 10, 9, 30)
+
+    first = store.acknowledge(stored["id"], "slack:U0DANA (Dana)", now=at)
+    again = store.acknowledge(stored["id"], "slack:U0LEE (Lee)", now=at + dt.timedelta(hours=1))
+
+    assert (first["acknowledged_by"], first["acknowledged_at"]) == ("slack:U0DANA (Dana)", at)
+    assert (again["acknowledged_by"], again["acknowledged_at"]) == ("slack:U0DANA (Dana)", at)
+    (item,) = store.pending()
+    assert (item.payload["acknowledged_by"], item.payload["acknowledged_at"]) == ("slack:U0DANA (Dana)", "2026-07-10T09:30:00")
+    assert store.acknowledge(stored["id"] + 1, "slack:U0DANA (Dana)") is None
+
+
+def test_a_version_7_store_gains_acknowledgements_and_group_keys(store: Store) -> None:
+    store.save_incidents([IncidentWrite(None, incident(), (note("console"),))])
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE outbox DROP COLUMN group_key"))
+        conn.execute(sa.text("ALTER TABLE incidents DROP COLUMN acknowledged_by"))
+        conn.execute(sa.text("ALTER TABLE incidents DROP COLUMN acknowledged_at"))
+        conn.execute(schema_version.update().values(version=7))
+
+    store.migrate()
+
+    (item,) = store.pending()
+    store.mark_sent(item.id, ("C0ALERTS", "1700000000.000100"), group_key="group:1")
+    assert outbox_row(store, item.id)["group_key"] == "group:1"
+    assert store.acknowledge(item.incident_id, "slack:U0DANA (Dana)")["acknowledged_by"] == "slack:U0DANA (Dana)"
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION

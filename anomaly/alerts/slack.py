@@ -97,7 +97,7 @@ class SlackSink:
     def __init__(self, settings: SlackSinkConfig, config: Config | None = None, *, client: WebClient | None = None):
         self.settings = settings
         self.config = config
-        self.name = f"slack:{settings.channel}"
+        self.name = settings.name
         self.client = client or _make_client(settings)
         # the channel ID, once known: configured, or learnt from an answer or a receipt
         self._channel_id: str | None = settings.channel if is_channel_id(settings.channel) else None
@@ -292,7 +292,7 @@ class SlackWebhookSink:
 
     def __init__(self, settings: SlackWebhookSinkConfig, config: Config | None = None, *, client: WebhookClient | None = None):
         self.config = config
-        self.name = f"slack-webhook:{settings.label}"
+        self.name = settings.name
         self.client = client or WebhookClient(
             settings.url.get_secret_value(),
             timeout=settings.timeout_seconds,
