@@ -168,7 +168,10 @@ def test_handoff_alert_says_what_where_how_bad_who_and_what_to_do(handoff, confi
         "• Thu Jul 9 15:41 · dana.kim@beaconreach.example (Beacon Reach): "
         "CAMPAIGN UPDATE bidding_strategy_type: MAXIMIZE_CONVERSIONS -&gt; MAXIMIZE_CLICKS"
     ) in changes.splitlines()
-    assert step == "*Next step:* Review the changes with Beacon Reach; roll back or pause if it continues."
+    assert step.splitlines() == [
+        "*Next step:* Review the changes with Beacon Reach; roll back or pause if it continues.",
+        "<https://ads.google.com/aw/campaigns?campaignId=20118341&__e=4821937710|Open the campaign in Google Ads>",
+    ]
     assert [e["text"] for e in _by_type(message, "context")[0]["elements"]] == [
         "cpl-spike-1d · cost_per_lead · critical · incident 2",
         "Harbor Dental Group (4821937710) / Generic - Leads (20118341)",
@@ -191,6 +194,52 @@ def test_campaign_link_is_ours_with_the_url_percent_encoded(handoff, config):
     assert_within_limits(message)
 
 
+@pytest.mark.parametrize(
+    "ids",
+    [
+        pytest.param({"account_id": "A-17"}, id="account-id-not-google-ads"),
+        pytest.param({"campaign_id": "brand"}, id="campaign-id-not-numeric"),
+        pytest.param({"campaign_id": ""}, id="account-total"),
+    ],
+)
+def test_no_campaign_link_where_the_ids_are_not_google_ads_ids(handoff, config, ids):
+    message = build_alert("opened", {**handoff, **ids}, config)
+
+    step = _by_type(message, "section")[2]["text"]["text"]
+    assert "ads.google.com" not in step and "<" not in step
+
+
+def test_no_campaign_link_when_config_turns_it_off(handoff, config):
+    off = config.model_copy(update={"alerts": config.alerts.model_copy(update={"campaign_url": None})})
+
+    step = _by_type(build_alert("opened", handoff, off), "section")[2]["text"]["text"]
+
+    assert step == "*Next step:* Review the changes with Beacon Reach; roll back or pause if it continues."
+
+
+def test_mentions_from_the_route_ping_with_the_next_step_and_in_the_notification(handoff, config):
+    payload = {**handoff, "mentions": ["U0DANA1", "S0BEACON", "here"]}
+
+    message = build_alert("opened", payload, config)
+    resolved = build_alert("resolved", {**payload, "status": "resolved", "resolved_on": "2026-07-12"}, config)
+    reply = build_thread_reply("updated", payload, config)
+
+    pings = "<@U0DANA1> <!subteam^S0BEACON> <!here>"
+    step = _by_type(message, "section")[2]["text"]["text"]
+    assert step.splitlines()[0].endswith(f"if it continues. {pings}")
+    assert message.text.endswith(f"managed by Beacon Reach {pings}")
+    assert reply.text.endswith(pings)
+    assert "<@" not in json.dumps(resolved.blocks) and "<@" not in resolved.text
+
+
+@pytest.mark.parametrize("mention", ["<!channel>", "U0DANA1> <!everyone", "everyone", "u0dana1", 7])
+def test_a_mention_in_a_payload_that_config_would_refuse_is_dropped(handoff, config, mention):
+    message = build_alert("opened", {**handoff, "mentions": [mention]}, config)
+
+    text = json.dumps(message.blocks) + message.text
+    assert "<!" not in text and "<@" not in text
+
+
 def test_resolved_alert_is_rewritten_with_the_final_numbers(handoff_later, config):
     payload = {**handoff_later, "status": "resolved", "resolved_on": "2026-07-12", "event": "resolved"}
     message = build_alert("resolved", payload, config)
@@ -198,7 +247,7 @@ def test_resolved_alert_is_rewritten_with_the_final_numbers(handoff_later, confi
     header = _by_type(message, "header")[0]["text"]["text"]
     assert header == "RESOLVED: Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads"
     assert "*Excess cost*\n~$5,617 estimated" in _fields(message)
-    assert _by_type(message, "section")[2]["text"]["text"] == "*Resolved* Sun Jul 12"
+    assert _by_type(message, "section")[2]["text"]["text"].splitlines()[0] == "*Resolved* Sun Jul 12"
     assert message.text.startswith("[RESOLVED] Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads: excess ~$5,617")
     assert_within_limits(message)
 

@@ -17,6 +17,7 @@ runs the SDK's own validators. Nothing here sends anything; a sink passes
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -31,7 +32,7 @@ from slack_sdk.models.blocks import (
 )
 
 from anomaly.alerts.render import headline, money, next_step
-from anomaly.config import Config
+from anomaly.config import _MENTION, Config
 from anomaly.errors import AnomalyError
 
 MAX_BLOCKS = 50
@@ -109,6 +110,38 @@ def _mrkdwn(text: str) -> MarkdownTextObject:
     # verbatim: Slack must not turn plain words in names (@here, #general, bare URLs) into
     # mentions or links; our own <url|label> links are still processed
     return MarkdownTextObject(text=text, verbatim=True)
+
+
+def mention_text(payload: dict) -> str:
+    """The mentions a route put on the notification (``payload["mentions"]``) as Slack syntax:
+    ``<@U0123ABCD>`` for a user, ``<!subteam^S0123ABCD>`` for a user group, ``<!here>``,
+    ``<!channel>``; "" for none. They come from config.yaml, never from data, and each is checked
+    against the forms config accepts again here, so nothing else can become a mention."""
+    out = []
+    for mention in payload.get("mentions") or []:
+        if not isinstance(mention, str) or not _MENTION.match(mention):
+            continue
+        if mention in ("here", "channel"):
+            out.append(f"<!{mention}>")
+        elif mention.startswith("S"):
+            out.append(f"<!subteam^{mention}>")
+        else:
+            out.append(f"<@{mention}>")
+    return " ".join(out)
+
+
+GOOGLE_ADS_ACCOUNT = re.compile(r"^\d{10}$")
+GOOGLE_ADS_CAMPAIGN = re.compile(r"^\d{1,20}$")
+
+
+def campaign_link(payload: dict, config: Config | None) -> str | None:
+    """The campaign's page in Google Ads from ``alerts.campaign_url``, when the ids are Google Ads
+    ids (a 10-digit account, a numeric campaign); None otherwise, and for an account total."""
+    template = config.alerts.campaign_url if config is not None else None
+    account, campaign = str(payload.get("account_id") or ""), str(payload.get("campaign_id") or "")
+    if not template or not GOOGLE_ADS_ACCOUNT.match(account) or not GOOGLE_ADS_CAMPAIGN.match(campaign):
+        return None
+    return template.replace("{account_id}", account).replace("{campaign_id}", campaign)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,19 +243,29 @@ def build_alert(
     """The main message of an incident: posted when it opens, rewritten when it is updated or resolved.
 
     ``payload`` is ``Incident.payload()`` plus ``incident_id``. ``now`` only decides whether dates
-    show their year (default: the detection day). ``campaign_url`` adds a link to the campaign.
+    show their year (default: the detection day). ``campaign_url`` links the campaign (default:
+    ``campaign_link``). The route's mentions (``payload["mentions"]``) go with the next step, and
+    at the end of the fallback text so that a notification shows them; a resolved alert has none.
     """
     now = now or _date(payload["detected_on"]) or dt.date.today()
     name = _namer(config)
     resolved = _is_resolved(event, payload)
+    mentions = "" if resolved else mention_text(payload)
     blocks: list[Block] = [
         _header(("RESOLVED: " if resolved else "") + headline(payload)),
         SectionBlock(fields=_alert_fields(payload, name, now)),
         _section(_changes_text(payload, name, config)),
-        _section(_next_step_text(payload, name, resolved, campaign_url, now)),
+        _section(_next_step_text(payload, name, resolved, campaign_url or campaign_link(payload, config), now, mentions)),
         _context(_rule_line(payload), _where_line(payload)),
     ]
-    return _message(_alert_text(event, payload, name), blocks)
+    return _message(_with_mentions(_alert_text(event, payload, name), mentions), blocks)
+
+
+def _with_mentions(text: str, mentions: str) -> str:
+    """``text`` ending in the mentions, which a cut never removes."""
+    if not mentions:
+        return text
+    return _clip(text, TEXT_CHARS - len(mentions) - 1) + " " + mentions
 
 
 def _alert_fields(payload: dict, name: Namer, now: dt.date) -> list[MarkdownTextObject]:
@@ -299,11 +342,13 @@ def _change_line(change: dict, name: Namer) -> str:
     return f"• {at:%a %b} {at.day} {at:%H:%M} · {escape(who)} ({escape(name(change['party']))}): {escape(what)}"
 
 
-def _next_step_text(payload: dict, name: Namer, resolved: bool, campaign_url: str | None, now: dt.date) -> str:
+def _next_step_text(payload: dict, name: Namer, resolved: bool, campaign_url: str | None, now: dt.date, mentions: str = "") -> str:
     if resolved:
         text = f"*Resolved* {_day(payload.get('resolved_on'), now)}"
     else:
         text = f"*Next step:* {escape(next_step(payload, name))}"
+        if mentions:
+            text += f" {mentions}"
     if campaign_url:
         link = _link(campaign_url, LINK_LABEL)
         if len(text) + 1 + len(link) <= SECTION_CHARS:  # a cut link would be broken: leave it out
@@ -343,7 +388,7 @@ def build_thread_reply(event: str, payload: dict, config: Config | None = None) 
     currency = payload["currency"]
     excess = _money(payload["excess_cost"], currency)
     if event == "updated":
-        text = f"Now {escape(payload['severity'])}: {escape(_lower_first(_what(payload)))}, excess ~{excess} so far"
+        text = _with_mentions(f"Now {escape(payload['severity'])}: {escape(_lower_first(_what(payload)))}, excess ~{excess} so far", mention_text(payload))
     else:
         now = _date(payload.get("resolved_on")) or _date(payload["detected_on"]) or dt.date.today()
         shares = "".join(f", {_money(amount, currency)} under {escape(name(party))}" for party, amount in _by_party(payload))
@@ -363,13 +408,14 @@ def build_group(payloads: list[dict], config: Config | None = None) -> SlackMess
     title = _group_title(ordered)
     worst = "critical" if any(p["severity"] == "critical" for p in ordered) else ordered[0]["severity"]
     total = _total_excess(ordered)
+    mentions = " ".join(dict.fromkeys(filter(None, (mention_text(p) for p in ordered))))
     blocks: list[Block] = [
         _header(title),
         _section(_group_lines(ordered)),
-        _section(f"*Total excess:* ~{total} estimated across {len(ordered)} incidents"),
+        _section(f"*Total excess:* ~{total} estimated across {len(ordered)} incidents" + (f" {mentions}" if mentions else "")),
         _context(_group_context(ordered, worst)),
     ]
-    return _message(f"{_label('opened', worst)} {escape(title)}: excess ~{total} in all", blocks)
+    return _message(_with_mentions(f"{_label('opened', worst)} {escape(title)}: excess ~{total} in all", mentions), blocks)
 
 
 def _group_title(payloads: list[dict]) -> str:
