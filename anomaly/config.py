@@ -678,6 +678,15 @@ def _mention(value: str) -> str:
 Mention = Annotated[str, AfterValidator(_mention)]
 
 
+def _resolve_sink_name(value: str, info: ValidationInfo) -> str:
+    base = (info.context or {}).get("base_dir")
+    return value if base is None else resolve_sink_name(value, Path(base) / "config.yaml")
+
+
+#: a sink as config names it: ``console``, ``jsonl:PATH`` (relative to config.yaml), ``slack:C0123ABCD``
+SinkName = Annotated[str, Field(min_length=1), AfterValidator(_resolve_sink_name)]
+
+
 def _listed(value: Any) -> Any:
     """One value where a list is expected: ``party: beacon`` means ``party: [beacon]``."""
     return [value] if isinstance(value, (str, int)) else value
@@ -697,7 +706,7 @@ class RouteConfig(StrictModel):
     party: Annotated[list[Slug], BeforeValidator(_listed)] = []
     party_at: Literal["onset", "now"] = "onset"
     severity: Severity | None = None  # at least this severe
-    sinks: Annotated[list[str], BeforeValidator(_listed)] = Field(min_length=1)  # sink names: slack:C0123ABCD, console, jsonl:PATH
+    sinks: Annotated[list[SinkName], BeforeValidator(_listed)] = Field(min_length=1)
     mentions: Annotated[list[Mention], BeforeValidator(_listed)] = []
     continue_matching: bool = Field(False, alias="continue")
 
@@ -746,7 +755,7 @@ class AlertsConfig(StrictModel):
 
     sinks: list[Sink] = [ConsoleSinkConfig(type="console")]
     routes: list[RouteConfig] = []
-    default_sinks: Annotated[list[str], BeforeValidator(_listed)] = []
+    default_sinks: Annotated[list[SinkName], BeforeValidator(_listed)] = []
     silences: list[SilenceConfig] = []
     #: this many incidents opened on one account in one cycle go out as one grouped message
     group_min_incidents: int = Field(4, ge=2, le=1000)
@@ -858,7 +867,7 @@ def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
                 return []
             current = models[0]
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
+        return sorted(field.alias or name for name, field in current.model_fields.items())
     return []
 
 
@@ -1054,7 +1063,7 @@ def _sink_references(config: Config, file: str) -> list[Problem]:
     problems = []
 
     def check(where: str, name: str) -> None:
-        if resolve_sink_name(name, file) not in names:
+        if name not in names:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             problems.append(Problem(file, where, f"no configured alert sink is named {name!r}; {hint}configured: {', '.join(names)}"))

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from anomaly.alerts.routing import Router, Target
 from anomaly.detect import Detection
 from anomaly.detect.panel import ACCOUNT_TOTAL
 from anomaly.ownership import party_of_change
@@ -68,6 +70,7 @@ class Incident:
     managing_party: str
     party_since: dt.date | None
     changes: tuple[Change, ...] = field(default=())
+    party_now: str = ""  # the party managing the campaign on the incident's last day (routes may follow it)
     #: the days from three weeks before onset to the last one, for a chart: (date, spend, leads,
     #: the baseline cost per lead before that day, or None)
     series: tuple[tuple[str, float, float, float | None], ...] = field(default=())
@@ -197,6 +200,7 @@ def build_incidents(
                 excess_by_party={k: max(v, 0.0) for k, v in by_party.items()},
                 series=_daily_series(panel, baseline, c, max(on - SERIES_DAYS_BEFORE, 0), end),
                 managing_party=str(parties[0]),
+                party_now=str(parties[-1]),
                 party_since=None if np.isnat(since) else pd.Timestamp(since).date(),
                 changes=tuple(
                     Change(
@@ -220,45 +224,98 @@ def build_incidents(
 # Lifecycle against the store
 
 
-def reconcile(stored: list[dict[str, Any]], derived: list[Incident], as_of: dt.date, sinks: list[str]) -> list[IncidentWrite]:
+def reconcile(
+    stored: list[dict[str, Any]],
+    derived: list[Incident],
+    as_of: dt.date,
+    sinks: Sequence[str] | Router,
+    *,
+    excess_steps: Sequence[float] = (),
+) -> list[IncidentWrite]:
     """The writes that bring the store in line with ``derived`` as of ``as_of``.
 
     Matching: the same (family, account, campaign) and detection day, or else the open incident of
-    that series. Notifications, one per sink, keyed so that re-running a cycle enqueues nothing new.
+    that series. An announced incident is updated when its severity rises or its excess cost
+    crosses one of ``excess_steps`` (one notification for both). ``sinks`` routes the
+    notifications (a ``Router``, or sink names that all get everything); an incident's later
+    notifications also go wherever its earlier ones went. Each is keyed so that re-running a cycle
+    enqueues nothing new.
     """
+    router = sinks if isinstance(sinks, Router) else Router.to_all(sinks)
     by_key = {_key(row): row for row in stored}
     open_by_series = {_series(row): row for row in stored if row["status"] == "open"}
     matched: set[int] = set()
     writes = []
     for incident in derived:
         values = _values(incident)
+        payload = values["details"]["payload"]
         row = by_key.get(_key(values)) or open_by_series.get(_series(values))
         if row is not None and row["id"] in matched:
             row = None
         events: list[tuple[str, str]] = []
         if row is None:
             notify = incident.status == "open"
+            targets = router.targets(payload) if notify else []
             if notify:
                 events.append(("opened", incident.detected_on.isoformat()))
-            writes.append(IncidentWrite(None, {**values, "notified": notify}, _notes(events, values["details"]["payload"], sinks)))
+                values["details"]["targets"] = _as_stored(targets)
+            writes.append(IncidentWrite(None, {**values, "notified": notify}, _notes(events, payload, targets)))
             continue
         matched.add(row["id"])
         values["detected_on"] = row["detected_on"]  # the stored identity stays
+        targets = _merged(_stored_targets(row, router), router.targets(payload)) if row["notified"] else []
         if row["notified"]:
-            if SEVERITY_RANK[incident.severity] > SEVERITY_RANK[row["severity"]]:
-                events.append(("updated", f"{incident.severity}"))
+            values["details"]["targets"] = _as_stored(targets)
+            update = _update(row, incident, excess_steps)
+            if update is not None:
+                key, reasons = update
+                payload["update"] = reasons
+                events.append(("updated", key))
             if incident.status == "resolved" and row["status"] == "open":
                 events.append(("resolved", incident.resolved_on.isoformat()))
         if _changed(row, values) or events:
-            writes.append(IncidentWrite(row["id"], {**values, "notified": row["notified"]}, _notes(events, values["details"]["payload"], sinks)))
+            writes.append(IncidentWrite(row["id"], {**values, "notified": row["notified"]}, _notes(events, payload, targets)))
     for row in stored:
         if row["status"] == "open" and row["id"] not in matched:
             # the data no longer shows this incident (e.g. restated conversions): close it
             values = {"status": "resolved", "resolved_on": as_of, "details": {**row["details"], "resolved_by_restatement": True}}
             events = [("resolved", as_of.isoformat())] if row["notified"] else []
             payload = {**row["details"]["payload"], "status": "resolved", "resolved_on": as_of.isoformat()}
-            writes.append(IncidentWrite(row["id"], values, _notes(events, payload, sinks)))
+            targets = _stored_targets(row, router) if row["notified"] else []
+            writes.append(IncidentWrite(row["id"], values, _notes(events, payload, targets)))
     return writes
+
+
+def _update(row: dict[str, Any], incident: Incident, excess_steps: Sequence[float]) -> tuple[str, dict[str, Any]] | None:
+    """Whether an announced incident got worse since the store's version: its key part and what
+    changed (``severity`` rose, ``excess_step`` crossed: the highest one), or None."""
+    rose = SEVERITY_RANK[incident.severity] > SEVERITY_RANK[row["severity"]]
+    crossed = [step for step in excess_steps if row["excess_cost"] < step <= incident.excess_cost]
+    if not rose and not crossed:
+        return None
+    parts = ([incident.severity] if rose else []) + ([f"excess:{crossed[-1]:g}"] if crossed else [])
+    return ",".join(parts), {"severity": incident.severity if rose else None, "excess_step": crossed[-1] if crossed else None}
+
+
+def _stored_targets(row: dict[str, Any], router: Router) -> list[Target]:
+    """Where the incident's notifications went so far; for one stored before routing kept that,
+    where its payload routes now."""
+    stored = row["details"].get("targets")
+    if stored is None:
+        return router.targets(row["details"]["payload"])
+    return [Target(t["sink"], tuple(t["mentions"])) for t in stored]
+
+
+def _merged(earlier: list[Target], now: list[Target]) -> list[Target]:
+    """The earlier targets, then the new ones; a sink in both keeps its earlier mentions and gains the new."""
+    by_sink = {t.sink: list(t.mentions) for t in earlier}
+    for target in now:
+        by_sink.setdefault(target.sink, []).extend(target.mentions)
+    return [Target(sink, tuple(dict.fromkeys(mentions))) for sink, mentions in by_sink.items()]
+
+
+def _as_stored(targets: list[Target]) -> list[dict[str, Any]]:
+    return [{"sink": t.sink, "mentions": list(t.mentions)} for t in targets]
 
 
 def _key(row: dict[str, Any]) -> tuple:
@@ -299,6 +356,11 @@ def _jsonish(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def _notes(events: list[tuple[str, str]], payload: dict[str, Any], sinks: list[str]) -> tuple[dict[str, Any], ...]:
-    """One notification per (event, sink); ``key`` makes it unique for its incident."""
-    return tuple({"event": e, "key": k, "sink": s, "payload": {**payload, "event": e}} for e, k in events for s in sinks)
+def _notes(events: list[tuple[str, str]], payload: dict[str, Any], targets: list[Target]) -> tuple[dict[str, Any], ...]:
+    """One notification per (event, target sink), with the target's mentions; ``key`` makes it
+    unique for its incident."""
+    return tuple(
+        {"event": e, "key": k, "sink": t.sink, "payload": {**payload, "event": e, **({"mentions": list(t.mentions)} if t.mentions else {})}}
+        for e, k in events
+        for t in targets
+    )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from anomaly.alerts import DeliveryReport, Sink, deliver
+from anomaly.alerts.routing import Router
 from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, RuleBase
 from anomaly.detect import detect
 from anomaly.errors import AnomalyError
@@ -151,7 +152,8 @@ def run_cycle(
         changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
         periods = with_inferred(ownership, store.load_inferred_ownership())
         derived = derive_incidents(config, rules, periods, metrics, changes, as_of)
-        writes = reconcile(store.load_incidents(), derived, as_of, [sink.name for sink in sinks])
+        router = Router(config.alerts, [sink.name for sink in sinks])
+        writes = reconcile(store.load_incidents(), derived, as_of, router, excess_steps=config.alerts.excess_steps)
         enqueued = store.save_incidents(writes)
     report = deliver(store, sinks, config=config)
     if failures:

@@ -123,7 +123,13 @@ def test_run_twice_delivers_each_alert_once(demo, capsys):
     folder, config, _ = demo
     log = folder / "sample" / "alerts.jsonl"
     before = log.read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line)["event"] for line in before] == ["opened", "opened", "updated"]
+    events = [json.loads(line) for line in before]
+    assert [(e["event"], e["campaign_name"], e.get("update")) for e in events] == [
+        ("opened", "Personal Injury", None),
+        ("opened", "Generic - Leads", None),
+        ("updated", "Personal Injury", {"severity": "critical", "excess_step": None}),
+        ("updated", "Generic - Leads", {"severity": None, "excess_step": 5000.0}),  # the handoff's damage passed $5,000
+    ]
     for _ in range(2):
         assert main(["--config", str(config), "run", "--today", "2026-07-13"]) == 0
     assert log.read_text(encoding="utf-8").splitlines() == before

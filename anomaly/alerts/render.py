@@ -49,13 +49,32 @@ def headline(payload: dict) -> str:
     return f"{what} — {where}"
 
 
+def how_worse(payload: dict) -> str:
+    """What made an ``updated`` notification: ``now critical``, ``excess past $5,000``, or both.
+    A payload that does not say (enqueued before excess steps existed) rose in severity."""
+    update = payload.get("update") or {"severity": payload["severity"]}
+    parts = []
+    if update.get("severity"):
+        parts.append(f"now {update['severity']}")
+    if update.get("excess_step"):
+        parts.append(f"excess past {money(update['excess_step'], payload['currency'])}")
+    return ", ".join(parts) or f"now {payload['severity']}"
+
+
+def label(event: str, payload: dict) -> str:
+    """``[CRITICAL]``, ``[NOW CRITICAL]``, ``[EXCESS PAST $5,000]``, ``[RESOLVED]``: the tag of a notification."""
+    if event == "opened":
+        return f"[{payload['severity'].upper()}]"
+    if event == "updated":
+        return f"[{how_worse(payload).upper()}]"
+    return f"[{event.upper()}]"
+
+
 def render_text(event: str, payload: dict, config: Config | None = None) -> str:
     """A readable block for one notification (opened, updated or resolved)."""
     name = config.party_name if config is not None else (lambda key: key or "unknown")
     currency = payload["currency"]
-    severity = payload["severity"].upper()
-    label = {"opened": f"[{severity}]", "updated": f"[NOW {severity}]", "resolved": "[RESOLVED]"}.get(event, f"[{event.upper()}]")
-    lines = [f"{label} {headline(payload)}"]
+    lines = [f"{label(event, payload)} {headline(payload)}"]
 
     def row(title: str, text: str) -> None:
         lines.append(f"  {title:<12} {text}")

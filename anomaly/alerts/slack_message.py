@@ -31,7 +31,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from anomaly.alerts.render import headline, money, next_step
+from anomaly.alerts.render import headline, how_worse, label, money, next_step
 from anomaly.config import _MENTION, Config
 from anomaly.errors import AnomalyError
 
@@ -194,10 +194,6 @@ def _is_resolved(event: str, payload: dict) -> bool:
     return event == "resolved" or payload.get("status") == "resolved"
 
 
-def _label(event: str, severity: str) -> str:
-    return {"opened": f"[{severity.upper()}]", "updated": f"[NOW {severity.upper()}]", "resolved": "[RESOLVED]"}.get(
-        event, f"[{event.upper()}]"
-    )
 
 
 def _by_party(payload: dict) -> list[tuple[str, float]]:
@@ -373,7 +369,7 @@ def _alert_text(event: str, payload: dict, name: Namer) -> str:
     """One line for notifications: ``[CRITICAL] <headline>: excess ~$1,383, managed by Beacon Reach``."""
     excess = _money(payload["excess_cost"], payload["currency"])
     managing = escape(name(payload["managing_party"]))
-    return f"{_label(event, payload['severity'])} {escape(headline(payload))}: excess ~{excess}, managed by {managing}"
+    return f"{escape(label(event, payload))} {escape(headline(payload))}: excess ~{excess}, managed by {managing}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,7 +384,8 @@ def build_thread_reply(event: str, payload: dict, config: Config | None = None) 
     currency = payload["currency"]
     excess = _money(payload["excess_cost"], currency)
     if event == "updated":
-        text = _with_mentions(f"Now {escape(payload['severity'])}: {escape(_lower_first(_what(payload)))}, excess ~{excess} so far", mention_text(payload))
+        worse = escape(how_worse(payload))
+        text = _with_mentions(f"{worse[0].upper()}{worse[1:]}: {escape(_lower_first(_what(payload)))}, excess ~{excess} so far", mention_text(payload))
     else:
         now = _date(payload.get("resolved_on")) or _date(payload["detected_on"]) or dt.date.today()
         shares = "".join(f", {_money(amount, currency)} under {escape(name(party))}" for party, amount in _by_party(payload))
@@ -415,7 +412,7 @@ def build_group(payloads: list[dict], config: Config | None = None) -> SlackMess
         _section(f"*Total excess:* ~{total} estimated across {len(ordered)} incidents" + (f" {mentions}" if mentions else "")),
         _context(_group_context(ordered, worst)),
     ]
-    return _message(_with_mentions(f"{_label('opened', worst)} {escape(title)}: excess ~{total} in all", mentions), blocks)
+    return _message(_with_mentions(f"[{escape(worst.upper())}] {escape(title)}: excess ~{total} in all", mentions), blocks)
 
 
 def _group_title(payloads: list[dict]) -> str:
