@@ -330,3 +330,31 @@ def test_the_demo_routes_the_partners_incident_to_the_partners_log(tmp_path: Pat
 
     assert lines("beacon.jsonl") == [("opened", "Harbor Dental Group", ["S0BEACON"])]
     assert lines("alerts.jsonl") == [("opened", "Lakeside Law", [])]
+
+
+# ----------------------------------------------------------------------------------------------
+# on the wire: two channels of one workspace
+
+
+def test_each_channel_gets_its_incidents_and_its_mentions(store: Store) -> None:
+    from anomaly.alerts import deliver
+    from anomaly.alerts.slack import SlackSink
+    from anomaly.config import SlackSinkConfig
+    from tests.slack_fake import FakeSlack
+
+    with FakeSlack(channels={"C0BEACON": "#beacon", "C0ALERTS": "#media-alerts"}) as fake:
+        sinks = [
+            SlackSink(SlackSinkConfig(type="slack", channel=channel, token=fake.token, base_url=fake.base_url))
+            for channel in ("C0BEACON", "C0ALERTS")
+        ]
+        routes = alerts([{"party": "beacon", "sinks": ["slack:C0BEACON"], "mentions": ["S0BEACON", "U0DANA1"]}], ["slack:C0ALERTS"])
+        _cycle(store, Router(routes, [s.name for s in sinks]), HARBOR, LAKESIDE)
+
+        report = deliver(store, sinks)
+
+        assert (report.sent, report.pending) == (2, 0)
+        (beacon,) = fake.messages("C0BEACON")
+        (rest,) = fake.messages("C0ALERTS")
+    assert "Account 4821937710" in beacon["text"] and beacon["text"].endswith("<!subteam^S0BEACON> <@U0DANA1>")
+    assert "<!subteam^S0BEACON> <@U0DANA1>" in json.dumps(beacon["blocks"])
+    assert "Account 5530019921" in rest["text"] and "<!" not in rest["text"] and "<@" not in json.dumps(rest["blocks"])
