@@ -222,7 +222,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         [
             [
                 r["id"],
-                r["status"] + ("" if r["notified"] else " (history)"),
+                r["status"] + ("" if r["notified"] else " (history)") + (" (acknowledged)" if r["acknowledged_at"] else ""),
                 r["severity"],
                 r["detected_on"].isoformat(),
                 r["onset"].isoformat(),
@@ -247,6 +247,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     payload = row["details"]["payload"]
     print(render_text("resolved" if row["status"] == "resolved" else "opened", {**payload, "incident_id": row["id"]}, config))
+    if row["acknowledged_at"] is not None:
+        print(f"  {'Acknowledged':<12} by {row['acknowledged_by']} at {_utc(row['acknowledged_at'])}")
     print("\n  Excess cost by managing party:")
     for party, amount in sorted(payload["excess_by_party"].items(), key=lambda kv: -kv[1]):
         print(f"    {config.party_name(party):<24} {money(amount, payload['currency'])}")

@@ -437,6 +437,7 @@ def status_text(config: Config, store: Store, file: str, *, now: dt.datetime | N
         lines.append(
             f"  #{row['id']} {payload['account_name']} / {payload['campaign_name']}: since {row['onset']}, "
             f"excess ~{money(row['excess_cost'], payload['currency'])}, {row['severity']}, managed by {config.party_name(row['managing_party'])}"
+            + (f", acknowledged by {row['acknowledged_by']}" if row["acknowledged_at"] else "")
         )
     return "\n".join(lines)
 

@@ -172,3 +172,31 @@ def test_a_bad_file_is_reported_with_its_line_and_changes_nothing(tmp_path, caps
     assert err.splitlines()[0] == f"{metrics_file}: line {len(lines)}, column spend: expected a number >= 0, got '-12.5'"
     pd.testing.assert_frame_equal(store.load_metrics(), before)
     assert store.last_pull_end("sample") == sample.END + dt.timedelta(days=1)
+
+
+def test_an_acknowledged_incident_says_who_took_it_on(tmp_path, capsys):
+    import datetime as dt
+
+    from anomaly.config import load_config
+    from anomaly.service import status_text
+    from anomaly.store import Store
+
+    config_path = copy_default_project(tmp_path)
+    sample.write_sample(tmp_path / "sample")
+    assert main(["--config", str(config_path), "run", "--today", "2026-07-13"]) == 0
+    config, _ = load_config(config_path)
+    store = Store(config.store.url.get_secret_value())
+    harbor = next(r for r in store.load_incidents(status="open") if r["managing_party"] == "beacon")
+    store.acknowledge(harbor["id"], "slack:U0DANA1 (Dana)", now=dt.datetime(2026, 7, 10, 9, 30))
+    capsys.readouterr()
+
+    assert main(["--config", str(config_path), "incidents"]) == 0
+    listing = capsys.readouterr().out
+    assert main(["--config", str(config_path), "report", str(harbor["id"])]) == 0
+    report = capsys.readouterr().out
+
+    row = next(line for line in listing.splitlines() if "Harbor Dental" in line)
+    assert "open (acknowledged)" in row
+    assert "  Acknowledged by slack:U0DANA1 (Dana) at 2026-07-10 09:30 UTC" in report.splitlines()
+    assert "acknowledged by slack:U0DANA1 (Dana)" in status_text(config, store, str(config_path))
+    store.engine.dispose()
