@@ -170,6 +170,7 @@ def test_silences_apply_before_grouping(store: Store, fake_slack: FakeSlack) -> 
 def test_a_later_notification_of_a_grouped_incident_replies_in_the_groups_thread(store: Store, fake_slack: FakeSlack, event: str) -> None:
     sink = slack_sink(fake_slack)
     payloads = [payload("4821937710", n) for n in range(6)]
+    payloads[2]["campaign_name"] = "<!channel> Sale"
     ids = open_incidents(store, payloads, [sink.name])
     deliver(store, [sink], config=CONFIG, now=NOW)
     (group,) = fake_slack.messages(CHANNEL)
@@ -182,7 +183,8 @@ def test_a_later_notification_of_a_grouped_incident_replies_in_the_groups_thread
     assert still["blocks"] == group["blocks"]
     parent, reply = fake_slack.thread(CHANNEL, group["ts"])
     expected = "Now critical: cost per lead 4.0× baseline, excess ~$10,498 so far" if event == "updated" else "Resolved on Sun Jul 12: excess ~$10,498 in all"
-    assert reply["text"].startswith(f"*Campaign 2* (incident {ids[2]}): {expected}")
+    assert reply["text"].startswith(f"*&lt;!channel&gt; Sale* (incident {ids[2]}): {expected}")
+    assert b"<!channel>" not in fake_slack.calls("chat.postMessage")[-1].raw
     later = rows(store)[-1]
     assert (later["event"], later["status"], later["ts"], later["group_key"]) == (event, "sent", reply["ts"], None)
     assert reply["metadata"]["event_payload"]["key"] == later["dedupe_key"]

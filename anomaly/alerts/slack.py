@@ -16,7 +16,9 @@ later notification.
 - ``grouped`` (many incidents opened on one account in one cycle) posts one message listing them
   (``build_group``), without a chart. A later notification of one of its incidents comes with
   ``delivery.grouped``: a reply naming the campaign goes in the grouped message's thread, and the
-  grouped message is left as it is.
+  grouped message is left as it is. A reminder there is not broadcast: a group's incidents fall
+  due together, and a broadcast each would be the flood that grouping spares the channel; the
+  reply's mentions still notify the people the route names.
 - Any other event (``job_failed`` from the operations sink) posts the payload's ``text``.
 
 **At least once, made idempotent.** The outbox marks a notification sent only after the sink has
