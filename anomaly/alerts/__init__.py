@@ -8,7 +8,8 @@ silence matches is marked "silenced" instead of sent; its incident is unaffected
 
 Grouping and reminders are decided here too, before any sink: many incidents opened on one account
 in one cycle go to a sink as one "grouped" notification, and an incident that stays open and
-unacknowledged gets a "reminder" every ``alerts.repeat_every_hours``.
+unacknowledged gets a "reminder" every ``alerts.repeat_every_hours``. A reminder whose incident
+is acknowledged or resolved before it goes out is marked "obsolete" and never sent.
 """
 
 from __future__ import annotations
