@@ -118,10 +118,10 @@ outbox = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),
     sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
-    sa.Column("event", sa.String(16), nullable=False),  # opened | updated | resolved
+    sa.Column("event", sa.String(16), nullable=False),  # opened | updated | resolved | reminder
     sa.Column("sink", sa.Text, nullable=False),  # e.g. jsonl:/an/absolute/path, as long as the path
     sa.Column("payload", sa.Text, nullable=False),  # JSON: the alert as the sinks render it
-    sa.Column("status", sa.String(16), nullable=False),  # pending | sent | silenced
+    sa.Column("status", sa.String(16), nullable=False),  # pending | sent | silenced | obsolete
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", sa.DateTime, nullable=False),
@@ -212,6 +212,20 @@ class OutboxItem:
     attempts: int
     key: str = field(default="", compare=False)  # unique among all notifications
     created_at: dt.datetime | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """Where a sent notification went (a Slack channel and message ``ts``), and the key of the
+    grouped message it went out in, if it did."""
+
+    channel: str
+    ts: str
+    group_key: str | None = None
+
+
+#: the sent notifications after which a reminder is due, when nothing followed them
+REMINDED_AFTER = ("opened", "updated", "reminder")
 
 
 @dataclass(frozen=True)
@@ -466,15 +480,27 @@ class Store:
                 for r in conn.execute(query)
             ]
 
-    def mark_sent(self, item_id: int, receipt: tuple[str, str] | None = None, *, group_key: str | None = None) -> None:
-        """Record a delivery, with where the sink put it (channel, message ts) when it says, and
-        the key of the grouped message it went out in, if it did."""
+    def mark_sent(
+        self, item_id: int, receipt: tuple[str, str] | None = None, *, group_key: str | None = None, now: dt.datetime | None = None
+    ) -> None:
+        """Record a delivery at ``now`` (naive UTC), with where the sink put it (channel, message
+        ts) when it says, and the key of the grouped message it went out in, if it did."""
+        self.mark_group_sent([item_id], receipt, group_key=group_key, now=now)
+
+    def mark_group_sent(
+        self, item_ids: Sequence[int], receipt: tuple[str, str] | None = None, *, group_key: str | None = None, now: dt.datetime | None = None
+    ) -> None:
+        """Record that the notifications ``item_ids`` went out together (one grouped message), in
+        one transaction: a crash leaves either all of them pending or none."""
         channel, ts = receipt if receipt else (None, None)
         with self.engine.begin() as conn:
             conn.execute(
                 outbox.update()
-                .where(outbox.c.id == item_id)
-                .values(status="sent", sent_at=utcnow(), attempts=outbox.c.attempts + 1, last_error=None, channel=channel, ts=ts, group_key=group_key)
+                .where(outbox.c.id.in_(list(item_ids)))
+                .values(
+                    status="sent", sent_at=now or utcnow(), attempts=outbox.c.attempts + 1, last_error=None,
+                    channel=channel, ts=ts, group_key=group_key,
+                )
             )
 
     def acknowledge(self, incident_id: int, by: str, *, now: dt.datetime | None = None) -> dict[str, Any] | None:
@@ -501,6 +527,81 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return (row.channel, row.ts) if row else None
+
+    def main_message(self, incident_id: int, sink: str) -> SentMessage | None:
+        """The incident's main message on ``sink``: where its first "opened" notification went,
+        and the key of the grouped message when it went out in one; None until it is sent."""
+        query = (
+            sa.select(outbox.c.channel, outbox.c.ts, outbox.c.group_key)
+            .where(outbox.c.incident_id == incident_id, outbox.c.sink == sink, outbox.c.event == "opened", outbox.c.ts.is_not(None))
+            .order_by(outbox.c.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return SentMessage(row.channel, row.ts, row.group_key) if row else None
+
+    def enqueue_reminders(self, now: dt.datetime, every: dt.timedelta, sinks: Iterable[str] | None = None) -> int:
+        """Enqueue a "reminder" for each open, announced, unacknowledged incident on each sink
+        (of ``sinks``, when given) whose latest sent notification (opened, updated or reminder)
+        went out at least ``every`` before ``now`` (naive UTC), unless one of its notifications
+        is still pending there. The key holds the time of that latest send and how many
+        intervals have passed since, so calling this again within an interval enqueues nothing
+        new, while a reminder that a silence held back is followed by one in a later interval.
+        The payload is the incident's current one, with the mentions of its "opened" notification
+        on that sink. Returns how many were enqueued."""
+        latest = sa.func.max(outbox.c.sent_at).label("latest")
+        due = (
+            sa.select(outbox.c.incident_id, outbox.c.sink, latest)
+            .join(incidents, incidents.c.id == outbox.c.incident_id)
+            .where(
+                outbox.c.status == "sent",
+                outbox.c.event.in_(REMINDED_AFTER),
+                incidents.c.status == "open",
+                incidents.c.notified.is_(True),
+                incidents.c.acknowledged_at.is_(None),
+            )
+            .group_by(outbox.c.incident_id, outbox.c.sink)
+            .having(latest <= now - every)
+        )
+        if sinks is not None:
+            due = due.where(outbox.c.sink.in_(list(sinks)))
+        enqueued = 0
+        with self.engine.begin() as conn:
+            waiting = {tuple(row) for row in conn.execute(sa.select(outbox.c.incident_id, outbox.c.sink).where(outbox.c.status == "pending"))}
+            for incident_id, sink, sent_at in conn.execute(due).all():
+                if (incident_id, sink) in waiting:
+                    continue
+                details = json.loads(conn.execute(sa.select(incidents.c.details).where(incidents.c.id == incident_id)).scalar_one())
+                opened = conn.execute(
+                    sa.select(outbox.c.payload)
+                    .where(outbox.c.incident_id == incident_id, outbox.c.sink == sink, outbox.c.event == "opened")
+                    .order_by(outbox.c.id)
+                    .limit(1)
+                ).scalar()
+                payload = {**details["payload"], "incident_id": incident_id, "event": "reminder"}
+                mentions = json.loads(opened).get("mentions") if opened else None
+                payload.pop("mentions", None)  # the route's, on this sink: those of its opened notification
+                if mentions:
+                    payload["mentions"] = mentions
+                stmt = self._upsert(outbox, ["dedupe_key"], update=False).values(
+                    dedupe_key=f"{incident_id}:reminder:{sent_at.isoformat(timespec='seconds')}:{(now - sent_at) // every}:{sink}",
+                    incident_id=incident_id,
+                    event="reminder",
+                    sink=sink,
+                    payload=json.dumps(payload, sort_keys=True, default=str),
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                ).returning(outbox.c.id)
+                enqueued += len(conn.execute(stmt).all())
+        return enqueued
+
+    def mark_obsolete(self, item_id: int, reason: str) -> None:
+        """Record that a notification is no longer worth sending (a reminder for an incident
+        acknowledged or resolved since it was enqueued): it is never sent."""
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == item_id).values(status="obsolete", last_error=reason[:2000]))
 
     def mark_failed(self, item_id: int, error: str) -> None:
         with self.engine.begin() as conn:

@@ -5,19 +5,35 @@ it, and marked sent only after its sink reports success. A crash or an outage th
 nothing (pending notifications are retried on the next delivery), and a cycle that runs twice
 enqueues nothing twice (each notification has a unique key). A notification that an active
 silence matches is marked "silenced" instead of sent; its incident is unaffected.
+
+Grouping and reminders are decided here too, before any sink: many incidents opened on one account
+in one cycle go to a sink as one "grouped" notification, and an incident that stays open and
+unacknowledged gets a "reminder" every ``alerts.repeat_every_hours``. A reminder whose incident
+is acknowledged or resolved before it goes out is marked "obsolete" and never sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from anomaly.alerts.sinks import Delivery, DeliveryError, Receipt, Sink, make_sinks
 from anomaly.config import Config
 from anomaly.silences import active_silences, matches
-from anomaly.store import Store, utcnow
+from anomaly.store import OutboxItem, Store, utcnow
 
-__all__ = ["Delivery", "DeliveryError", "DeliveryReport", "Receipt", "Sink", "deliver", "make_sinks"]
+__all__ = [
+    "Delivery",
+    "DeliveryError",
+    "DeliveryReport",
+    "Receipt",
+    "Sink",
+    "deliver",
+    "enqueue_reminders",
+    "group_key",
+    "make_sinks",
+]
 
 
 @dataclass(frozen=True)
@@ -26,6 +42,23 @@ class DeliveryReport:
     failed: int
     pending: int  # still waiting after this delivery (failed ones included)
     silenced: int = 0  # held back by a silence: never sent
+    obsolete: int = 0  # reminders for incidents acknowledged or resolved since: never sent
+
+
+def group_key(first: OutboxItem) -> str:
+    """The key of a grouped message: its first notification's key, which no other group shares."""
+    return f"group:{first.key}"
+
+
+def enqueue_reminders(store: Store, config: Config, now: dt.datetime, sinks: Iterable[str] | None = None) -> int:
+    """Enqueue the reminders due at ``now`` (naive UTC) on ``sinks`` (all, when None): one for each
+    incident that is open, announced and not acknowledged, on each sink where its latest sent
+    notification went out at least ``alerts.repeat_every_hours`` before ``now`` and nothing of it
+    is pending. None when ``repeat_every_hours`` is 0. Returns how many were enqueued."""
+    hours = config.alerts.repeat_every_hours
+    if hours <= 0:
+        return 0
+    return store.enqueue_reminders(now, dt.timedelta(hours=hours), sinks)
 
 
 def deliver(
@@ -33,19 +66,40 @@ def deliver(
 ) -> DeliveryReport:
     """Send pending notifications in order; record each success at once, with where it went.
 
-    A notification matched by a silence in force at ``now`` (naive UTC; the store's, and
-    ``config``'s when given) is marked silenced, not sent. A sink gets the notification's key and
-    the incident's main message on that sink (the receipt of its "opened" notification), so that
-    it can update that message and reply in its thread."""
+    With ``config``, the reminders due at ``now`` (naive UTC; default: the clock) are enqueued
+    first. A notification matched by a silence in force at ``now`` (the store's, and ``config``'s
+    when given) is marked silenced, not sent; a reminder whose incident was acknowledged or
+    resolved since it was enqueued is marked obsolete. With ``config``, the "opened" notifications
+    of one cycle (the same ``created_at``) for one account on one sink, at least
+    ``alerts.group_min_incidents`` of them, go out as one "grouped" notification and are recorded
+    together. A sink gets the notification's key and the incident's main message on that sink (the
+    receipt of its "opened" notification, and whether that was a grouped message), so that it can
+    update that message or reply in its thread."""
     now = now or utcnow()
-    silences = active_silences(config, store, now)
     by_name = {sink.name: sink for sink in sinks}
-    sent = failed = silenced = 0
-    held: set[tuple[int, str]] = set()  # an incident's notifications on a sink go out in order
+    if config is not None:
+        enqueue_reminders(store, config, now, list(by_name))
+    silences = active_silences(config, store, now)
+    silenced = obsolete = 0
+    items: list[OutboxItem] = []
     for item in store.pending(limit):
         if any(matches(silence, item.payload, now) for silence in silences):
             store.mark_silenced(item.id)
             silenced += 1
+        elif item.event == "reminder" and (reason := _no_longer_due(store, item)):
+            store.mark_obsolete(item.id, reason)
+            obsolete += 1
+        else:
+            items.append(item)
+    groups = _groups(items, config.alerts.group_min_incidents, by_name) if config is not None else {}
+    in_group = {member.id for members in groups.values() for member in members}
+    sent = failed = 0
+    held: set[tuple[int, str]] = set()  # an incident's notifications on a sink go out in order
+    for item in items:
+        if item.id in in_group:
+            if item.id in groups:  # the group goes out at its first notification
+                ok = _send_group(store, by_name[item.sink], groups[item.id], now, held)
+                sent, failed = (sent + len(groups[item.id]), failed) if ok else (sent, failed + len(groups[item.id]))
             continue
         if (item.incident_id, item.sink) in held:
             continue  # an earlier one is still pending: sending this first would reorder them
@@ -55,8 +109,9 @@ def deliver(
             held.add((item.incident_id, item.sink))
             failed += 1
             continue
-        main = store.sent_receipt(item.incident_id, item.sink, "opened")
-        delivery = Delivery(item.key, item.incident_id, item.created_at, Receipt(*main) if main else None)
+        main = store.main_message(item.incident_id, item.sink)
+        thread = Receipt(main.channel, main.ts) if main else None
+        delivery = Delivery(item.key, item.incident_id, item.created_at, thread, grouped=bool(main and main.group_key))
         try:
             receipt = sink.send(item.event, item.payload, delivery)
         except DeliveryError as exc:
@@ -64,6 +119,50 @@ def deliver(
             held.add((item.incident_id, item.sink))
             failed += 1
             continue
-        store.mark_sent(item.id, (receipt.channel, receipt.ts) if receipt else None)
+        store.mark_sent(item.id, (receipt.channel, receipt.ts) if receipt else None, now=now)
         sent += 1
-    return DeliveryReport(sent=sent, failed=failed, pending=store.outbox_counts().get("pending", 0), silenced=silenced)
+    pending = store.outbox_counts().get("pending", 0)
+    return DeliveryReport(sent=sent, failed=failed, pending=pending, silenced=silenced, obsolete=obsolete)
+
+
+def _no_longer_due(store: Store, item: OutboxItem) -> str | None:
+    """Why a pending reminder should not go out any more, or None when it should."""
+    if item.payload.get("acknowledged_at"):
+        return f"not sent: acknowledged by {item.payload.get('acknowledged_by') or 'someone'}"
+    incident = store.load_incident(item.incident_id)
+    if incident is None or incident["status"] != "open":
+        return "not sent: the incident is resolved"
+    return None
+
+
+def _groups(items: list[OutboxItem], min_incidents: int, sinks: dict[str, Sink]) -> dict[int, list[OutboxItem]]:
+    """The "opened" notifications that go out grouped, by the id of each group's first one: those
+    of one account on one configured sink, enqueued together (one cycle's incidents are saved in
+    one transaction, so they share ``created_at``), at least ``min_incidents`` of them."""
+    batches: dict[tuple, list[OutboxItem]] = {}
+    for item in items:
+        account = item.payload.get("account_id")
+        if item.event == "opened" and item.sink in sinks and account is not None:
+            batches.setdefault((item.sink, account, item.created_at), []).append(item)
+    return {batch[0].id: batch for batch in batches.values() if len(batch) >= min_incidents}
+
+
+def _send_group(store: Store, sink: Sink, members: list[OutboxItem], now: dt.datetime, held: set[tuple[int, str]]) -> bool:
+    """Send one grouped notification for ``members`` and record the outcome for each of them."""
+    first = members[0]
+    key = group_key(first)
+    payload = {
+        "incidents": [member.payload for member in members],
+        "account_id": first.payload["account_id"],
+        "account_name": first.payload.get("account_name"),
+        "currency": first.payload.get("currency"),
+    }
+    try:
+        receipt = sink.send("grouped", payload, Delivery(key, first.incident_id, first.created_at))
+    except DeliveryError as exc:
+        for member in members:
+            store.mark_failed(member.id, str(exc))
+            held.add((member.incident_id, member.sink))
+        return False
+    store.mark_group_sent([member.id for member in members], (receipt.channel, receipt.ts) if receipt else None, group_key=key, now=now)
+    return True

@@ -71,7 +71,12 @@ def label(event: str, payload: dict) -> str:
 
 
 def render_text(event: str, payload: dict, config: Config | None = None) -> str:
-    """A readable block for one notification (opened, updated or resolved)."""
+    """A readable block for one notification: opened, updated or resolved; a reminder; or a
+    grouped notification (``payload["incidents"]``)."""
+    if event == "grouped":
+        return render_group(payload["incidents"], config)
+    if event == "reminder":
+        return render_reminder(payload, config)
     name = config.party_name if config is not None else (lambda key: key or "unknown")
     currency = payload["currency"]
     lines = [f"{label(event, payload)} {headline(payload)}"]
@@ -129,3 +134,45 @@ def next_step(payload: dict, name) -> str:
     if partner_changes:
         return f"Review the changes with {name(payload['managing_party'])}; roll back or pause if it continues."
     return "Review search terms, bids and landing pages; pause if it continues."
+
+
+def _what(payload: dict) -> str:
+    what = headline(payload).split(" — ", 1)[0]
+    return what[0].lower() + what[1:] if len(what) > 1 and what[1].islower() else what
+
+
+def _total(payloads: list[dict]) -> str:
+    totals: dict[str, float] = {}
+    for payload in payloads:
+        totals[payload["currency"]] = totals.get(payload["currency"], 0.0) + payload["excess_cost"]
+    return " + ".join(money(amount, currency) for currency, amount in totals.items())
+
+
+def render_group(payloads: list[dict], config: Config | None = None) -> str:
+    """One header line for many incidents opened on one account in one cycle, then one line per
+    incident, largest excess first."""
+    ordered = sorted(payloads, key=lambda p: -p["excess_cost"])
+    worst = "CRITICAL" if any(p["severity"] == "critical" for p in ordered) else ordered[0]["severity"].upper()
+    accounts = {f"{p['account_name']} ({p['account_id']})" for p in ordered}
+    where = accounts.pop() if len(accounts) == 1 else f"{len(accounts)} accounts"
+    lines = [f"[{worst}] {len(ordered)} incidents opened together — {where}: excess ~{_total(ordered)} in all"]
+    for p in ordered:
+        campaign = f"{p['campaign_name']} ({p['campaign_id']})" if p["campaign_id"] else "all campaigns of the account"
+        excess = money(p["excess_cost"], p["currency"])
+        lines.append(f"  • {campaign}: {_what(p)}, excess ~{excess} ({p['severity']}) · incident {p.get('incident_id', '?')}")
+    return "\n".join(lines)
+
+
+def render_reminder(payload: dict, config: Config | None = None) -> str:
+    """A short block for an incident still open and not acknowledged."""
+    name = config.party_name if config is not None else (lambda key: key or "unknown")
+    lines = [f"[REMINDER] Still open and not acknowledged: {headline(payload)}"]
+
+    def row(title: str, text: str) -> None:
+        lines.append(f"  {title:<12} {text}")
+
+    row("Excess cost", f"~{money(payload['excess_cost'], payload['currency'])} so far, since {_day(payload['onset'])}")
+    row("Managed by", name(payload["managing_party"]))
+    row("Next step", next_step(payload, name))
+    row("Rule", f"{payload['rule']} · {payload['family']} · {payload['severity']} · incident {payload.get('incident_id', '?')}")
+    return "\n".join(lines)

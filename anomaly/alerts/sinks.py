@@ -37,12 +37,15 @@ class Receipt:
 class Delivery:
     """What a sink may need beyond the payload: the notification's unique ``key``, its incident,
     when it was enqueued (naive UTC), and the incident's main message on this sink (``thread``),
-    once that was sent."""
+    once that was sent. ``grouped``: that main message is a grouped one (event "grouped"), which
+    lists many incidents, so a later notification replies in its thread and leaves it as it is.
+    For a "grouped" send, ``key`` is the group's and ``incident_id`` its first incident's."""
 
     key: str
     incident_id: int
     created_at: dt.datetime
     thread: Receipt | None = None
+    grouped: bool = False
 
 
 class Sink(Protocol):

@@ -10,6 +10,15 @@ later notification.
   thread; the reply's receipt is returned. Without ``delivery.thread`` (the main message was never
   sent on this sink), or when the main message was deleted, the full alert is posted as a new
   message instead.
+- ``reminder`` (open and unacknowledged for ``alerts.repeat_every_hours``) rewrites the main
+  message like ``updated``, then replies in its thread with ``reply_broadcast`` so that the
+  reminder shows in the channel, with the route's mentions.
+- ``grouped`` (many incidents opened on one account in one cycle) posts one message listing them
+  (``build_group``), without a chart. A later notification of one of its incidents comes with
+  ``delivery.grouped``: a reply naming the campaign goes in the grouped message's thread, and the
+  grouped message is left as it is. A reminder there is not broadcast: a group's incidents fall
+  due together, and a broadcast each would be the flood that grouping spares the channel; the
+  reply's mentions still notify the people the route names.
 - Any other event (``job_failed`` from the operations sink) posts the payload's ``text``.
 
 **At least once, made idempotent.** The outbox marks a notification sent only after the sink has
@@ -55,7 +64,15 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, Se
 from slack_sdk.webhook import WebhookClient
 
 from anomaly.alerts.sinks import Delivery, DeliveryError, Receipt
-from anomaly.alerts.slack_message import SlackMessage, build_alert, build_thread_reply, escape
+from anomaly.alerts.slack_message import (
+    SlackMessage,
+    build_alert,
+    build_group,
+    build_group_reply,
+    build_reminder_reply,
+    build_thread_reply,
+    escape,
+)
 
 if TYPE_CHECKING:
     from anomaly.config import Config, SlackSinkConfig, SlackWebhookSinkConfig
@@ -63,7 +80,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "anomaly_alert"
-ALERT_EVENTS = ("opened", "updated", "resolved")
+ALERT_EVENTS = ("opened", "updated", "resolved", "reminder")
 HISTORY_MARGIN = dt.timedelta(minutes=5)
 PAGE_SIZE = 200
 
@@ -110,6 +127,8 @@ class SlackSink:
 
     def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> Receipt | None:
         """Deliver one notification and return the receipt of the message that carries it."""
+        if event == "grouped":
+            return self._post_once(build_group(payload["incidents"], self.config), delivery)
         if event not in ALERT_EVENTS:
             text = escape(str(payload.get("text") or event))
             return self._post_once(SlackMessage(text=text, blocks=[]), delivery)
@@ -117,6 +136,8 @@ class SlackSink:
         if event != "opened" and thread is not None:
             self._channel_id = self._channel_id or thread.channel
             try:
+                if delivery.grouped:
+                    return self._group_reply(event, payload, delivery, thread)
                 return self._follow_up(event, payload, delivery, thread)
             except _MainMessageGone:
                 log.warning("incident %s: its Slack message %s is gone; posting a new one", delivery.incident_id, thread.ts)
@@ -132,8 +153,19 @@ class SlackSink:
         main = build_alert(event, payload, self.config)
         update = {"channel": thread.channel, "ts": thread.ts, **main.as_kwargs()}
         self._call("chat.update", thread.channel, self.client.chat_update, update, in_thread=True)
+        if event == "reminder":
+            reply = build_reminder_reply(payload, self.config)
+            return self._post(reply, delivery, thread.channel, thread_ts=thread.ts, broadcast=True)
         reply = build_thread_reply(event, payload, self.config)
         return self._post(reply, delivery, thread.channel, thread_ts=thread.ts)
+
+    def _group_reply(self, event: str, payload: dict, delivery: Delivery, thread: Receipt) -> Receipt:
+        """Reply once in the grouped message's thread, naming the campaign; the grouped message,
+        which lists many incidents, stays as it is."""
+        found = self._find_reply(delivery.key, thread)
+        if found is not None:
+            return found
+        return self._post(build_group_reply(event, payload, self.config), delivery, thread.channel, thread_ts=thread.ts)
 
     def _post_once(self, message: SlackMessage, delivery: Delivery | None, payload: dict | None = None) -> Receipt:
         """Post a top-level message, unless the channel already holds the one for this delivery;
@@ -165,12 +197,16 @@ class SlackSink:
         except Exception as exc:  # noqa: BLE001 - any failure of the upload leaves the alert as it is
             log.warning("chart for incident %s not uploaded to %s: %s", payload.get("incident_id"), receipt.channel, type(exc).__name__)
 
-    def _post(self, message: SlackMessage, delivery: Delivery | None, channel: str, *, thread_ts: str | None = None) -> Receipt:
+    def _post(
+        self, message: SlackMessage, delivery: Delivery | None, channel: str, *, thread_ts: str | None = None, broadcast: bool = False
+    ) -> Receipt:
         kwargs: dict[str, Any] = {**message.as_kwargs(), "unfurl_links": False, "unfurl_media": False}
         if not message.blocks:
             del kwargs["blocks"]
         if thread_ts is not None:
             kwargs["thread_ts"] = thread_ts
+            if broadcast:
+                kwargs["reply_broadcast"] = True
         if delivery is not None:
             event_payload = {"key": delivery.key, "incident_id": delivery.incident_id}
             kwargs["metadata"] = {"event_type": EVENT_TYPE, "event_payload": event_payload}
@@ -303,9 +339,15 @@ class SlackWebhookSink:
         )
 
     def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> None:
-        """Post the alert as it stands now (opened, worse, or resolved)."""
-        if event in ALERT_EVENTS:
-            message = build_alert(event, payload, self.config)
+        """Post the alert as it stands now (opened, worse, or resolved), a grouped message, or a
+        reminder's one line."""
+        if event == "grouped" or event in ALERT_EVENTS:
+            if event == "grouped":
+                message = build_group(payload["incidents"], self.config)
+            elif event == "reminder":
+                message = build_reminder_reply(payload, self.config, standalone=True)
+            else:
+                message = build_alert(event, payload, self.config)
             kwargs = {"text": message.text, "blocks": message.blocks}
         else:
             kwargs = {"text": escape(str(payload.get("text", event)))}

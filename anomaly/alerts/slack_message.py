@@ -454,3 +454,41 @@ def _group_context(payloads: list[dict], worst: str) -> str:
     ids = [str(p["incident_id"]) for p in payloads if p.get("incident_id") is not None]
     parts = [rules, families, worst] + ([f"incidents {', '.join(ids)}"] if ids else [])
     return " · ".join(escape(part) for part in parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reminders, and replies in a grouped message's thread
+
+REMINDER_LEAD = "Still open and not acknowledged"
+
+
+def build_reminder_reply(payload: dict, config: Config | None = None, *, standalone: bool = False) -> SlackMessage:
+    """The reply, broadcast to the channel, when an incident stays open and unacknowledged:
+    ``Still open and not acknowledged: cost per lead 5.6× baseline, excess ~$2,140 so far`` and the
+    route's mentions. ``standalone``: a message outside the alert's thread (an incoming webhook),
+    which therefore also says where (``… 5.6× baseline — Harbor Dental Group / Generic - Leads``)."""
+    text = _with_mentions(_reminder_line(payload, standalone), mention_text(payload))
+    return _message(text, [_section(text)])
+
+
+def _reminder_line(payload: dict, standalone: bool = False) -> str:
+    excess = _money(payload["excess_cost"], payload["currency"])
+    what = headline(payload) if standalone else _lower_first(_what(payload))
+    return f"{REMINDER_LEAD}: {escape(what)}, excess ~{excess} so far"
+
+
+def build_group_reply(event: str, payload: dict, config: Config | None = None) -> SlackMessage:
+    """A reply in a grouped message's thread about one of its incidents (``updated``,
+    ``resolved`` or ``reminder``), naming the campaign, since the grouped message lists many:
+    ``*Generic - Leads*: Now critical: cost per lead 6.8× baseline, excess ~$3,839 so far``."""
+    if event == "reminder":
+        text = _with_mentions(_reminder_line(payload), mention_text(payload))
+    else:
+        text = build_thread_reply(event, payload, config).text
+    name = payload["campaign_name"] if payload.get("campaign_id") else f"{payload['account_name']} (all campaigns)"
+    where = f"*{escape(_clip_plain(name, GROUP_NAME_CHARS))}*"
+    incident = payload.get("incident_id")
+    if incident is not None:
+        where += f" (incident {escape(str(incident))})"
+    text = f"{where}: {text}"
+    return _message(text, [_section(text)])
