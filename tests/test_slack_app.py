@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import yaml
 from pydantic import SecretStr
 from slack_bolt import App, BoltRequest
 from slack_sdk.signature import SignatureVerifier
@@ -530,6 +531,38 @@ def test_a_bot_token_slack_refuses_stops_the_app_from_starting(fake_slack, store
     assert "auth.test" in str(raised.value) and "SLACK_BOT_TOKEN" in str(raised.value)
     assert "xoxb-revoked-1234" not in str(raised.value)
     assert runner.address is None
+
+
+def test_anomaly_serve_runs_the_slack_app_with_the_scheduler_and_stops_it(fake_slack, tmp_path, capsys):
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from anomaly.service import Service
+    from tests.test_service import project
+
+    path = project(tmp_path)
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["alerts"]["slack_app"] = {"bot_token": fake_slack.token, "signing_secret": SECRET, "host": "127.0.0.1", "port": 0, "base_url": fake_slack.base_url}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    hourly = IntervalTrigger(hours=1)
+    service = Service(path, scheduler=BackgroundScheduler(), triggers={"pull:sample": hourly, "deliver": hourly, "heartbeat": hourly})
+
+    service.acquire_lock()
+    try:
+        service.run()
+        host, port = service.slack_app.address
+        action = {"type": "button", "action_id": "incident_ack", "block_id": ACTIONS_BLOCK, "value": "999", "action_ts": "1.2"}
+        raw, headers = signed({"type": "block_actions", "user": DANA, "channel": {"id": CHANNEL}, "actions": [action], "response_url": fake_slack.response_url()})
+        statuses = [_post(f"http://{host}:{port}/slack/events", raw, headers), _post(f"http://{host}:{port}/slack/events", raw, {})]
+    finally:
+        service.stop()
+
+    assert statuses == [200, 401]
+    assert f"  Slack app: buttons answered over HTTP at http://127.0.0.1:{port}/slack/events" in capsys.readouterr().err.splitlines()
+    assert service.slack_app.address is None
+    assert ephemeral(fake_slack) == ["No incident 999 in this service's store; nothing changed"]  # answered before the stop
+    with pytest.raises(OSError):
+        _post(f"http://{host}:{port}/slack/events", raw, headers)
 
 
 def test_socket_mode_with_an_app_token_slack_refuses_does_not_start(fake_slack, tmp_path):
