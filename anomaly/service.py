@@ -11,6 +11,9 @@ The scheduler (APScheduler 3) runs these jobs, each under an explicit id:
   (resolutions included) on days when no source is due;
 - ``heartbeat`` every 30 s: keep the service lock.
 
+With ``alerts.slack_app`` set, the Slack app that answers the alerts' Acknowledge and Snooze
+buttons (``anomaly.alerts.slack_app``) runs with the scheduler and stops with it.
+
 The service lock is a row in the store, so that one instance runs jobs per store: another refuses
 to start while the holder's heartbeat is fresh and takes over once it is stale. A job checks that
 its instance still holds the lock before it starts and before each send, so two instances never
@@ -49,6 +52,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from anomaly.alerts import DeliveryError, Sink, deliver, make_sinks
 from anomaly.alerts.render import money
 from anomaly.alerts.sinks import ConsoleSink, Delivery, Receipt
+from anomaly.alerts.slack_app import SlackAppRunner
 from anomaly.config import Config, RuleBase, ScheduleConfig, load_config, resolve_sink_name
 from anomaly.errors import AnomalyError, InputError, Problem
 from anomaly.ownership import ownership_periods
@@ -209,7 +213,8 @@ class Service:
     ``scheduler`` (default: a BlockingScheduler) is configured here. ``triggers`` replace the
     schedule of the jobs they name, by job id (tests use second-level intervals);
     ``heartbeat_seconds`` sets the heartbeat, and with it when a silent holder counts as stale.
-    Call ``acquire_lock``, then ``run``; ``stop`` lets the running job finish and releases the lock.
+    Call ``acquire_lock``, then ``run``; ``stop`` lets the running job finish, stops the Slack app
+    (if configured) and releases the lock.
     """
 
     def __init__(
@@ -235,6 +240,7 @@ class Service:
         self.store.migrate()
         self.lock: ServiceLock | None = None
         self.lost_lock = False
+        self.slack_app = SlackAppRunner(self.config) if self.config.alerts.slack_app is not None else None
 
     @property
     def stale_after(self) -> dt.timedelta:
@@ -265,12 +271,16 @@ class Service:
             **self.overrides,
         }
         self._schedule(triggers)
+        if self.slack_app is not None:
+            self.slack_app.start()
         self.scheduler.start()
 
     def stop(self) -> None:
-        """Let the running job finish, stop the scheduler and give the lock up."""
+        """Let the running job finish, stop the scheduler and the Slack app, and give the lock up."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self.slack_app is not None:
+            self.slack_app.stop()
         self.store.release_service_lock(self.holder)
         self.store.engine.dispose()
 
@@ -301,6 +311,8 @@ class Service:
         zone = ZoneInfo(self.config.service.timezone)
         for job in sorted(self.scheduler.get_jobs(), key=lambda j: j.next_run_time):
             lines.append(f"  {job.id:<24} next {_when(job.next_run_time, zone)}  ({trigger_text(job.trigger)})")
+        if self.slack_app is not None:
+            lines.append(f"  {self.slack_app.describe()}")
         print("\n".join(lines), file=sys.stderr, flush=True)
 
     def _on_job_trouble(self, event: JobExecutionEvent) -> None:

@@ -10,7 +10,11 @@ methods the alert sender uses, in the shapes ``slack_sdk.WebClient`` sends and e
 - the three steps of ``files_upload_v2``: ``files.getUploadURLExternal``, a raw ``POST`` of the
   bytes to ``/upload/<file_id>`` and ``files.completeUploadExternal``, which shares the file as a
   message in the channel or thread;
-- ``auth.test``.
+- ``auth.test``;
+- ``apps.connections.open`` (Socket Mode; the WebSocket itself is not served);
+- ``chat.postEphemeral`` (recorded; an ephemeral message is in no channel's history), and the
+  response URLs of interactive messages (``response_url(name)``: a ``POST`` of JSON to it is
+  recorded under ``"response_url"`` and answered ``ok``, as Slack does).
 
 API methods check ``Authorization: Bearer <token>`` (or a ``token`` form field) and answer HTTP
 200 with ``{"ok": false, "error": ...}`` on a missing or wrong token, as Slack does.
@@ -52,6 +56,7 @@ BOT_USER_ID = "U0ALERTBOT"
 BOT_ID = "B0ALERTBOT"
 TEAM_ID = "T0FAKE"
 UPLOAD = "upload"
+RESPONSE_URL = "response_url"
 MAX_BLOCKS = 50
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 999
@@ -184,6 +189,10 @@ class FakeSlack:
         """The ``base_url`` for ``WebClient``; the trailing slash matters to the SDK's ``urljoin``."""
         return f"{self.server_url}/api/"
 
+    def response_url(self, name: str = "1") -> str:
+        """A response URL of an interactive message, as Slack puts it in a button's request."""
+        return f"{self.server_url}/response/{name}"
+
     def _serve(self) -> None:
         # a short poll makes stop() quick: shutdown() waits for the loop to look again
         self._server.serve_forever(poll_interval=0.01)
@@ -295,6 +304,8 @@ class FakeSlack:
     def _answer(self, request: _Request) -> _Answer:
         if request.method == UPLOAD:
             return self._upload(request.target, request.raw)
+        if request.method == RESPONSE_URL:
+            return _Answer(200, b"ok", {"Content-Type": "text/plain"})
         handler = self._handlers().get(request.method)
         if handler is None:
             return _json_answer({"ok": False, "error": "unknown_method"}, status=404)
@@ -310,6 +321,8 @@ class FakeSlack:
         return {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
+            "chat.postEphemeral": self._post_ephemeral,
+            "apps.connections.open": self._connections_open,
             "chat.update": self._update,
             "conversations.history": self._history,
             "conversations.replies": self._replies,
@@ -354,6 +367,18 @@ class FakeSlack:
             message["subtype"] = "thread_broadcast"
         self._store(channel, message, thread_ts)
         return {"channel": channel, "ts": message["ts"], "message": copy.deepcopy(message)}
+
+    def _connections_open(self, params: Params) -> Params:
+        """Socket Mode's WebSocket URL; this fake speaks no WebSocket, so a connection to it fails."""
+        return {"url": f"ws://127.0.0.1:{self._server.server_address[1]}/link/"}
+
+    def _post_ephemeral(self, params: Params) -> Params:
+        self._channel_id(params.get("channel"), names=False)
+        if not params.get("user"):
+            raise SlackMethodError("user_not_in_channel")
+        if not params.get("text") and not params.get("blocks"):
+            raise SlackMethodError("no_text")
+        return {"message_ts": self._next_ts()}
 
     def _update(self, params: Params) -> Params:
         channel = self._channel_id(params.get("channel"), names=False)
@@ -546,7 +571,7 @@ def _parse_request(path: str, headers: dict[str, str], raw: bytes) -> _Request:
     """Method name, target and parameters of a request to ``/api/<method>`` or ``/upload/<id>``."""
     parts = urlsplit(path)
     kind, _, target = parts.path.lstrip("/").partition("/")
-    method = {"api": target, "upload": UPLOAD}.get(kind, parts.path)
+    method = {"api": target, "upload": UPLOAD, "response": RESPONSE_URL}.get(kind, parts.path)
     if method == UPLOAD:
         return _Request(UPLOAD, target, headers, {}, raw)
     params: Params = dict(parse_qsl(parts.query, keep_blank_values=True))

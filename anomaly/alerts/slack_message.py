@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
     ContextBlock,
     HeaderBlock,
     MarkdownTextObject,
@@ -252,6 +254,7 @@ def build_alert(
         SectionBlock(fields=_alert_fields(payload, name, now)),
         _section(_changes_text(payload, name, config)),
         _section(_next_step_text(payload, name, resolved, campaign_url or campaign_link(payload, config), now, mentions)),
+        *(_alert_actions(payload, now) if interactive(config) and not resolved else []),
         _context(_rule_line(payload), _where_line(payload)),
     ]
     return _message(_with_mentions(_alert_text(event, payload, name), mentions), blocks)
@@ -410,6 +413,7 @@ def build_group(payloads: list[dict], config: Config | None = None) -> SlackMess
         _header(title),
         _section(_group_lines(ordered)),
         _section(f"*Total excess:* ~{total} estimated across {len(ordered)} incidents" + (f" {mentions}" if mentions else "")),
+        *(_group_actions(ordered) if interactive(config) else []),
         _context(_group_context(ordered, worst)),
     ]
     return _message(_with_mentions(f"[{escape(worst.upper())}] {escape(title)}: excess ~{total} in all", mentions), blocks)
@@ -492,3 +496,94 @@ def build_group_reply(event: str, payload: dict, config: Config | None = None) -
         where += f" (incident {escape(str(incident))})"
     text = f"{where}: {text}"
     return _message(text, [_section(text)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Buttons (handled by anomaly.alerts.slack_app)
+
+ACK = "incident_ack"
+SNOOZE_24H = "incident_snooze_24h"
+SNOOZE_7D = "incident_snooze_7d"
+GROUP_ACK = "group_ack"
+GROUP_SNOOZE_24H = "group_snooze_24h"
+GROUP_SNOOZE_7D = "group_snooze_7d"
+ACTIONS_BLOCK = "incident_actions"  # the buttons
+ACKNOWLEDGED_BLOCK = "incident_acknowledged"  # "Acknowledged by …", in place of the Acknowledge button
+SNOOZED_BLOCK = "incident_snoozed"  # "Snoozed for 24 h by …", once snoozed from Slack
+BUTTON_VALUE_CHARS = 2000
+
+_SLACK_USER = re.compile(r"^slack:([UW][A-Z0-9]{2,})(?: \(.*\))?$", re.DOTALL)
+
+
+def interactive(config: Config | None) -> bool:
+    """Whether alerts carry the Acknowledge and Snooze buttons: only when ``alerts.slack_app``
+    is configured, since nothing else would answer a click."""
+    return config is not None and config.alerts.slack_app is not None
+
+
+def who_text(who: str) -> str:
+    """Who acknowledged or snoozed, for mrkdwn: a Slack user stored as ``slack:U0123ABCD (Dana)``
+    becomes the mention ``<@U0123ABCD>`` (Slack shows the current name); anything else is escaped."""
+    user = _SLACK_USER.match(who)
+    return f"<@{user.group(1)}>" if user else escape(who)
+
+
+def moment_text(at: dt.datetime, today: dt.date) -> str:
+    """``09:30 UTC`` for a naive-UTC time on ``today``; ``09:30 UTC on Sat Jul 11`` otherwise."""
+    time = f"{at:%H:%M} UTC"
+    return time if at.date() == today else f"{time} on {_day(at.date().isoformat(), today)}"
+
+
+def acknowledged_text(who: str, at: dt.datetime, today: dt.date) -> str:
+    """``Acknowledged by <@U0123ABCD> at 09:30 UTC`` (``at`` naive UTC)."""
+    return f"Acknowledged by {who_text(who)} at {moment_text(at, today)}"
+
+
+def _acknowledged(payload: dict) -> tuple[str, dt.datetime] | None:
+    who, at = payload.get("acknowledged_by"), payload.get("acknowledged_at")
+    if not who or not at:
+        return None
+    return str(who), at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(str(at))
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
+    return ButtonElement(text=PlainTextObject(text=text), action_id=action_id, value=value, style=style)
+
+
+def _actions(ack: tuple[str, dt.datetime] | None, today: dt.date, buttons: list[ButtonElement]) -> list[Block]:
+    """The buttons, the first (Acknowledge) replaced by who acknowledged and when, if someone did."""
+    if ack is None:
+        return [ActionsBlock(block_id=ACTIONS_BLOCK, elements=buttons)]
+    line = ContextBlock(block_id=ACKNOWLEDGED_BLOCK, elements=[_mrkdwn(_clip(acknowledged_text(*ack, today), SECTION_CHARS))])
+    return [line, ActionsBlock(block_id=ACTIONS_BLOCK, elements=buttons[1:])]
+
+
+def _alert_actions(payload: dict, now: dt.date) -> list[Block]:
+    if payload.get("incident_id") is None:
+        return []
+    value = str(payload["incident_id"])
+    buttons = [
+        _button("Acknowledge", ACK, value, "primary"),
+        _button("Snooze 24h", SNOOZE_24H, value),
+        _button("Snooze 7d", SNOOZE_7D, value),
+    ]
+    return _actions(_acknowledged(payload), now, buttons)
+
+
+def _group_actions(payloads: list[dict]) -> list[Block]:
+    """"Acknowledge all" and the account's snoozes for the open incidents of a group; none when
+    the ids would not fit a button's value. Acknowledged when every one of them is (the first
+    acknowledgement shown)."""
+    open_ones = [p for p in payloads if p.get("incident_id") is not None and not _is_resolved("", p)]
+    value = ",".join(str(p["incident_id"]) for p in open_ones)
+    if not open_ones or len(value) > BUTTON_VALUE_CHARS:
+        return []
+    acks = [_acknowledged(p) for p in open_ones]
+    first = min(acks, key=lambda ack: ack[1]) if all(acks) else None
+    today = _date(open_ones[0]["detected_on"]) or dt.date.today()
+    buttons = [
+        _button("Acknowledge all", GROUP_ACK, value, "primary"),
+        _button("Snooze account 24h", GROUP_SNOOZE_24H, value),
+        _button("Snooze account 7d", GROUP_SNOOZE_7D, value),
+    ]
+    return _actions(first, today, buttons)
