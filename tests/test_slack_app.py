@@ -580,3 +580,26 @@ def test_socket_mode_with_an_app_token_slack_refuses_does_not_start(fake_slack, 
     )
     (opened,) = fake_slack.calls("apps.connections.open")
     assert opened.headers["authorization"] == "Bearer xapp-1-refused-9876"
+
+
+# ---------------------------------------------------------------------------------------------
+# Acknowledge and reminders, end to end
+
+
+@pytest.mark.parametrize("clicked", [True, False], ids=["acknowledged-no-reminder", "unacknowledged-reminded"])
+def test_the_acknowledge_button_stops_the_reminders(fake_slack, store, app, clicked):
+    config = configured(fake_slack)
+    values = _made()
+    values.pop("incident_id")
+    row = incident(family=values["family"], account_id=values["account_id"], campaign_id=values["campaign_id"], rule=values["rule"], details={"payload": values})
+    sink = SlackSink(config.alerts.sinks[0], config)
+    store.save_incidents([IncidentWrite(None, row, ({"event": "opened", "key": values["onset"], "sink": sink.name, "payload": values},))])
+    assert deliver(store, [sink], config=config, now=AT).sent == 1
+    message = main_message(fake_slack)
+    if clicked:
+        assert dispatch(app, click(fake_slack, message, "incident_ack")) == 200
+
+    report = deliver(store, [sink], config=config, now=AT + dt.timedelta(hours=config.alerts.repeat_every_hours, minutes=1))
+
+    reminders = [text for text in replies(fake_slack, message) if text.startswith("Still open and not acknowledged")]
+    assert (report.sent, len(reminders)) == ((0, 0) if clicked else (1, 1))
