@@ -541,6 +541,18 @@ class Store:
             row = conn.execute(query).first()
         return SentMessage(row.channel, row.ts, row.group_key) if row else None
 
+    def opened_group(self, incident_id: int, sink: str) -> str | None:
+        """The key of the grouped message the incident's "opened" notification went out in on
+        ``sink``, on any sink (an incoming webhook records no ``ts``); None when it went alone."""
+        query = (
+            sa.select(outbox.c.group_key)
+            .where(outbox.c.incident_id == incident_id, outbox.c.sink == sink, outbox.c.event == "opened", outbox.c.status == "sent")
+            .order_by(outbox.c.id)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
     def enqueue_reminders(self, now: dt.datetime, every: dt.timedelta, sinks: Iterable[str] | None = None) -> int:
         """Enqueue a "reminder" for each open, announced, unacknowledged incident on each sink
         (of ``sinks``, when given) whose latest sent notification (opened, updated or reminder)

@@ -186,6 +186,44 @@ def test_a_grouped_incidents_reminder_replies_in_the_groups_thread(store: Store,
     assert [m["ts"] for m in fake_slack.messages(CHANNEL)] == [group["ts"]]
 
 
+def test_the_reminders_of_a_grouped_message_are_one_reply_in_its_thread(store: Store, fake_slack: FakeSlack) -> None:
+    sink = slack_sink(fake_slack)
+    ids = open_incidents(store, [payload(ACCOUNT, n) for n in range(6)], [sink.name], mentions=["U0DANA", "S0BEACON"])
+    assert deliver(store, [sink], config=CONFIG, now=T0).sent == 6
+    (group,) = fake_slack.messages(CHANNEL)
+    store.acknowledge(ids[5], "slack:U0DANA (Dana)", now=at(1))
+
+    assert deliver(store, [sink], config=CONFIG, now=at(24)).sent == 5
+    assert deliver(store, [sink], config=CONFIG, now=at(25)).sent == 0  # nothing twice in one interval
+
+    _, reply = fake_slack.thread(CHANNEL, group["ts"])
+    (post,) = [r for r in fake_slack.calls("chat.postMessage") if r.body.get("thread_ts") == group["ts"]]
+    assert reply["text"] == "Still open and not acknowledged: 5 incidents of this group, excess ~$49,990 so far <@U0DANA> <!subteam^S0BEACON>"
+    assert post.body["reply_broadcast"] is True
+    listed = reply["blocks"][1]["text"]["text"].splitlines()
+    assert len(listed) == 5 and all(line.startswith("• Campaign ") for line in listed) and "Campaign 5" not in reply["blocks"][1]["text"]["text"]
+    assert fake_slack.calls("chat.update") == []
+    with store.engine.connect() as conn:
+        sent = conn.execute(sa.select(outbox.c.ts, outbox.c.group_key).where(outbox.c.event == "reminder", outbox.c.status == "sent")).all()
+    assert len(sent) == 5 and len(set(sent)) == 1 and sent[0].ts == reply["ts"]
+
+    assert deliver(store, [sink], config=CONFIG, now=at(48)).sent == 5  # the next interval: again one reply
+    assert len(fake_slack.thread(CHANNEL, group["ts"])) == 3
+
+
+def test_a_lost_answer_to_a_grouped_reminder_makes_no_second_reply(store: Store, fake_slack: FakeSlack) -> None:
+    sink = slack_sink(fake_slack)
+    open_incidents(store, [payload(ACCOUNT, n) for n in range(4)], [sink.name])
+    deliver(store, [sink], config=CONFIG, now=T0)
+    (group,) = fake_slack.messages(CHANNEL)
+    fake_slack.fail_next("chat.postMessage", drop=True, after_store=True)
+
+    assert deliver(store, [sink], config=CONFIG, now=at(24)).failed == 4
+    assert deliver(store, [sink], config=CONFIG, now=at(24.1)).sent == 4
+
+    assert len(fake_slack.thread(CHANNEL, group["ts"])) == 2
+
+
 # ----------------------------------------------------------------------------------------------
 # other sinks
 
@@ -218,9 +256,19 @@ def test_a_webhook_gets_a_grouped_message_and_a_short_reminder(store: Store, web
     assert deliver(store, [sink], config=CONFIG, now=T0).sent == 4
     assert deliver(store, [sink], config=CONFIG, now=at(24)).sent == 4
 
-    group, *reminded = webhook.bodies
+    group, reminded = webhook.bodies  # the group's four reminders: one message
     assert group["blocks"][0]["text"]["text"] == f"4 cost-per-lead incidents — Account {ACCOUNT}"
-    assert len(reminded) == 4
-    assert reminded[0]["text"] == (
+    assert reminded["text"] == "Still open and not acknowledged: 4 incidents of this group, excess ~$39,994 so far <@U0DANA>"
+
+
+def test_a_webhook_gets_a_short_reminder_for_an_incident_alone(store: Store, webhook: Webhook) -> None:
+    sink = SlackWebhookSink(SlackWebhookSinkConfig(type="slack_webhook", url=webhook.url, label="alerts"))
+    open_incidents(store, [payload(ACCOUNT, 0)], [sink.name], mentions=["U0DANA"])
+
+    assert deliver(store, [sink], config=CONFIG, now=T0).sent == 1
+    assert deliver(store, [sink], config=CONFIG, now=at(24)).sent == 1
+
+    _, reminded = webhook.bodies
+    assert reminded["text"] == (
         f"Still open and not acknowledged: Cost per lead 4.0× baseline — Account {ACCOUNT} / Campaign 0, excess ~$10,000 so far <@U0DANA>"
     )

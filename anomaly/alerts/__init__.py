@@ -8,7 +8,8 @@ silence matches is marked "silenced" instead of sent; its incident is unaffected
 
 Grouping and reminders are decided here too, before any sink: many incidents opened on one account
 in one cycle go to a sink as one "grouped" notification, and an incident that stays open and
-unacknowledged gets a "reminder" every ``alerts.repeat_every_hours``. A reminder whose incident
+unacknowledged gets a "reminder" every ``alerts.repeat_every_hours`` (the reminders of a grouped
+message's incidents that fall due together go as one "grouped_reminder"). A reminder whose incident
 is acknowledged or resolved before it goes out is marked "obsolete" and never sent.
 """
 
@@ -92,6 +93,7 @@ def deliver(
         else:
             items.append(item)
     groups = _groups(items, config.alerts.group_min_incidents, by_name) if config is not None else {}
+    groups.update(_reminder_groups(store, items, by_name))
     in_group = {member.id for members in groups.values() for member in members}
     sent = failed = 0
     held: set[tuple[int, str]] = set()  # an incident's notifications on a sink go out in order
@@ -147,8 +149,25 @@ def _groups(items: list[OutboxItem], min_incidents: int, sinks: dict[str, Sink])
     return {batch[0].id: batch for batch in batches.values() if len(batch) >= min_incidents}
 
 
+def _reminder_groups(store: Store, items: list[OutboxItem], sinks: dict[str, Sink]) -> dict[int, list[OutboxItem]]:
+    """The reminders that go out as one reply in their grouped message's thread, by the id of each
+    batch's first one: those of incidents announced in one grouped message, on one configured
+    sink, enqueued together, two or more. Twenty replies, each with its mentions, would be the
+    flood that grouping spared the channel when the incidents opened."""
+    batches: dict[tuple, list[OutboxItem]] = {}
+    for item in items:
+        if item.event != "reminder" or item.sink not in sinks:
+            continue
+        group = store.opened_group(item.incident_id, item.sink)
+        if group is not None:
+            batches.setdefault((item.sink, group, item.created_at), []).append(item)
+    return {batch[0].id: batch for batch in batches.values() if len(batch) >= 2}
+
+
 def _send_group(store: Store, sink: Sink, members: list[OutboxItem], now: dt.datetime, held: set[tuple[int, str]]) -> bool:
-    """Send one grouped notification for ``members`` and record the outcome for each of them."""
+    """Send one grouped notification for ``members`` ("grouped" for opened incidents, a
+    "grouped_reminder" in their grouped message's thread for reminders) and record the outcome
+    for each of them."""
     first = members[0]
     key = group_key(first)
     payload = {
@@ -157,8 +176,14 @@ def _send_group(store: Store, sink: Sink, members: list[OutboxItem], now: dt.dat
         "account_name": first.payload.get("account_name"),
         "currency": first.payload.get("currency"),
     }
+    if first.event == "reminder":
+        main = store.main_message(first.incident_id, first.sink)  # None on a sink that says nothing of where it posted
+        thread = Receipt(main.channel, main.ts) if main is not None else None
+        event, delivery = "grouped_reminder", Delivery(key, first.incident_id, first.created_at, thread, grouped=True)
+    else:
+        event, delivery = "grouped", Delivery(key, first.incident_id, first.created_at)
     try:
-        receipt = sink.send("grouped", payload, Delivery(key, first.incident_id, first.created_at))
+        receipt = sink.send(event, payload, delivery)
     except DeliveryError as exc:
         for member in members:
             store.mark_failed(member.id, str(exc))

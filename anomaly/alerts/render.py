@@ -77,6 +77,8 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
         return render_group(payload["incidents"], config)
     if event == "reminder":
         return render_reminder(payload, config)
+    if event == "grouped_reminder":
+        return "\n\n".join(render_reminder(incident, config) for incident in payload["incidents"])
     name = config.party_name if config is not None else (lambda key: key or "unknown")
     currency = payload["currency"]
     lines = [f"{label(event, payload)} {headline(payload)}"]

@@ -16,9 +16,9 @@ later notification.
 - ``grouped`` (many incidents opened on one account in one cycle) posts one message listing them
   (``build_group``), without a chart. A later notification of one of its incidents comes with
   ``delivery.grouped``: a reply naming the campaign goes in the grouped message's thread, and the
-  grouped message is left as it is. A reminder there is not broadcast: a group's incidents fall
-  due together, and a broadcast each would be the flood that grouping spares the channel; the
-  reply's mentions still notify the people the route names.
+  grouped message is left as it is. The reminders of a group's incidents that fall due together
+  come as one ``grouped_reminder``: one reply in the group's thread listing them, broadcast once,
+  every route's mention once (a reminder of one incident alone there is not broadcast).
 - Any other event (``job_failed`` from the operations sink) posts the payload's ``text``.
 
 **At least once, made idempotent.** The outbox marks a notification sent only after the sink has
@@ -68,6 +68,7 @@ from anomaly.alerts.slack_message import (
     SlackMessage,
     build_alert,
     build_group,
+    build_group_reminder,
     build_group_reply,
     build_reminder_reply,
     build_thread_reply,
@@ -129,6 +130,8 @@ class SlackSink:
         """Deliver one notification and return the receipt of the message that carries it."""
         if event == "grouped":
             return self._post_once(build_group(payload["incidents"], self.config), delivery)
+        if event == "grouped_reminder":
+            return self._group_reminder(payload, delivery)
         if event not in ALERT_EVENTS:
             text = escape(str(payload.get("text") or event))
             return self._post_once(SlackMessage(text=text, blocks=[]), delivery)
@@ -158,6 +161,20 @@ class SlackSink:
             return self._post(reply, delivery, thread.channel, thread_ts=thread.ts, broadcast=True)
         reply = build_thread_reply(event, payload, self.config)
         return self._post(reply, delivery, thread.channel, thread_ts=thread.ts)
+
+    def _group_reminder(self, payload: dict, delivery: Delivery) -> Receipt:
+        """The reminders of a grouped message's incidents as one reply in its thread, broadcast
+        once; as a message of its own when the grouped message is gone."""
+        message = build_group_reminder(payload["incidents"], self.config)
+        thread = delivery.thread
+        if thread is not None:
+            self._channel_id = self._channel_id or thread.channel
+            try:
+                found = self._find_reply(delivery.key, thread)
+                return found or self._post(message, delivery, thread.channel, thread_ts=thread.ts, broadcast=True)
+            except _MainMessageGone:
+                log.warning("incident %s: its grouped Slack message %s is gone; posting the reminder on its own", delivery.incident_id, thread.ts)
+        return self._post_once(message, delivery)
 
     def _group_reply(self, event: str, payload: dict, delivery: Delivery, thread: Receipt) -> Receipt:
         """Reply once in the grouped message's thread, naming the campaign; the grouped message,
@@ -341,9 +358,11 @@ class SlackWebhookSink:
     def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> None:
         """Post the alert as it stands now (opened, worse, or resolved), a grouped message, or a
         reminder's one line."""
-        if event == "grouped" or event in ALERT_EVENTS:
+        if event in ("grouped", "grouped_reminder") or event in ALERT_EVENTS:
             if event == "grouped":
                 message = build_group(payload["incidents"], self.config)
+            elif event == "grouped_reminder":
+                message = build_group_reminder(payload["incidents"], self.config)
             elif event == "reminder":
                 message = build_reminder_reply(payload, self.config, standalone=True)
             else:

@@ -408,7 +408,7 @@ def build_group(payloads: list[dict], config: Config | None = None) -> SlackMess
     title = _group_title(ordered)
     worst = "critical" if any(p["severity"] == "critical" for p in ordered) else ordered[0]["severity"]
     total = _total_excess(ordered)
-    mentions = " ".join(dict.fromkeys(filter(None, (mention_text(p) for p in ordered))))
+    mentions = _group_mentions(ordered)
     blocks: list[Block] = [
         _header(title),
         _section(_group_lines(ordered)),
@@ -417,6 +417,24 @@ def build_group(payloads: list[dict], config: Config | None = None) -> SlackMess
         _context(_group_context(ordered, worst)),
     ]
     return _message(_with_mentions(f"[{escape(worst.upper())}] {escape(title)}: excess ~{total} in all", mentions), blocks)
+
+
+def _group_mentions(payloads: list[dict]) -> str:
+    """Every mention of the incidents' routes, each once."""
+    return mention_text({"mentions": list(dict.fromkeys(m for p in payloads for m in p.get("mentions") or []))})
+
+
+def build_group_reminder(payloads: list[dict], config: Config | None = None) -> SlackMessage:
+    """One reply, in a grouped message's thread, for its incidents that are still open and not
+    acknowledged when their reminders fall due together: how many, the excess so far, one line
+    each (largest first), and every route's mentions once."""
+    if not payloads:
+        raise AnomalyError("a grouped reminder needs at least one incident, got none")
+    ordered = sorted(payloads, key=lambda p: -p["excess_cost"])
+    count = len(ordered)
+    text = f"{REMINDER_LEAD}: {count} incident{'s' if count != 1 else ''} of this group, excess ~{_total_excess(ordered)} so far"
+    mentions = _group_mentions(ordered)
+    return _message(_with_mentions(text, mentions), [_section(f"{text}" + (f" {mentions}" if mentions else "")), _section(_group_lines(ordered))])
 
 
 def _group_title(payloads: list[dict]) -> str:
