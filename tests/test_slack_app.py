@@ -603,3 +603,20 @@ def test_the_acknowledge_button_stops_the_reminders(fake_slack, store, app, clic
 
     reminders = [text for text in replies(fake_slack, message) if text.startswith("Still open and not acknowledged")]
     assert (report.sent, len(reminders)) == ((0, 0) if clicked else (1, 1))
+
+
+def test_socket_mode_without_slack_at_start_starts_and_keeps_trying(fake_slack, tmp_path, caplog):
+    config = configured(fake_slack, app_token=fake_slack.token)
+    fake_slack.fail_next("apps.connections.open", drop=True, times=2)  # the SDK tries a dropped connection twice
+    runner = SlackAppRunner(config, store=Store(f"sqlite:///{tmp_path / 'unused.db'}"), token_verification_enabled=False, reconnect_seconds=0)
+
+    with caplog.at_level(logging.INFO, logger="anomaly.alerts.slack_app"):
+        runner.start()  # no error: the scheduler may start
+        runner._reconnecting.join(timeout=30)
+        runner.stop()
+
+    assert len(fake_slack.calls("apps.connections.open")) >= 3  # two dropped, then one answered (the SDK may try its WebSocket again)
+    said = [r.getMessage() for r in caplog.records if r.name == "anomaly.alerts.slack_app"]
+    assert any(m.startswith("Slack app: Socket Mode could not reach Slack (") and m.endswith("trying every 0 s") for m in said)
+    assert "Slack app: connected in Socket Mode" in said
+    assert fake_slack.token not in caplog.text

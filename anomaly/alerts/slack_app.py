@@ -142,6 +142,8 @@ def make_client(settings: SlackAppConfig) -> WebClient:
 
 
 _BOT_TOKEN_FIX = "set SLACK_BOT_TOKEN (alerts.slack_app.bot_token) to the app's bot token (xoxb-…)"
+_APP_TOKEN_FIX = "set SLACK_APP_TOKEN (alerts.slack_app.app_token) to an app-level token (xapp-…) with connections:write"
+RECONNECT_SECONDS = 60.0  # between tries to reach Slack in Socket Mode after a start without it
 
 
 def _settings(config: Config) -> SlackAppConfig:
@@ -345,8 +347,20 @@ class SlackAppRunner:
     down. ``store`` defaults to one of its own on ``store.url``; ``client`` and ``now`` as for
     ``build_app``."""
 
-    def __init__(self, config: Config, *, store: Store | None = None, client: WebClient | None = None, now: Clock = utcnow, token_verification_enabled: bool = True):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        client: WebClient | None = None,
+        now: Clock = utcnow,
+        token_verification_enabled: bool = True,
+        reconnect_seconds: float = RECONNECT_SECONDS,
+    ):
         self.config = config
+        self.reconnect_seconds = reconnect_seconds
+        self._stopping = threading.Event()
+        self._reconnecting: threading.Thread | None = None
         self.settings = _settings(config)
         self._store = store
         self._own_store = store is None
@@ -397,11 +411,33 @@ class SlackAppRunner:
         self._socket = SocketModeHandler(self.app, self.settings.app_token.get_secret_value())
         try:
             self._socket.connect()
-        except (SlackApiError, SlackClientError, OSError) as exc:
+        except SlackApiError as exc:
             self._socket.close()  # the handler's threads started with it
             self._socket = None
-            fix = "set SLACK_APP_TOKEN (alerts.slack_app.app_token) to an app-level token (xapp-…) with connections:write"
-            raise SlackAppError(f"Slack app: Socket Mode could not connect ({_reason(exc, _secrets(self.settings))}); {fix}") from None
+            raise SlackAppError(f"Slack app: Socket Mode could not connect ({_reason(exc, _secrets(self.settings))}); {_APP_TOKEN_FIX}") from None
+        except (SlackClientError, OSError) as exc:
+            # Slack out of reach: the service goes on (alerts wait in the outbox), and so do the tries
+            log.warning(
+                "Slack app: Socket Mode could not reach Slack (%s); the buttons are answered once it can, trying every %g s",
+                _reason(exc, _secrets(self.settings)), self.reconnect_seconds,
+            )
+            self._reconnecting = threading.Thread(target=self._keep_connecting, name="slack-app-reconnect", daemon=True)
+            self._reconnecting.start()
+
+    def _keep_connecting(self) -> None:
+        """Try Socket Mode again every ``reconnect_seconds`` until it connects, Slack refuses the
+        token, or the runner stops."""
+        while not self._stopping.wait(self.reconnect_seconds):
+            try:
+                self._socket.connect()
+            except SlackApiError as exc:
+                log.error("Slack app: Socket Mode could not connect (%s); %s", _reason(exc, _secrets(self.settings)), _APP_TOKEN_FIX)
+                return
+            except (SlackClientError, OSError) as exc:
+                log.warning("Slack app: Socket Mode still cannot reach Slack (%s)", _reason(exc, _secrets(self.settings)))
+                continue
+            log.info("Slack app: connected in Socket Mode")
+            return
 
     def _serve(self) -> None:
         from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -417,6 +453,10 @@ class SlackAppRunner:
     def stop(self) -> None:
         """Disconnect or stop serving, let the clicks being handled finish, and close the store if
         it is the runner's own. Safe to call twice."""
+        self._stopping.set()
+        if self._reconnecting is not None:
+            self._reconnecting.join(timeout=30)
+            self._reconnecting = None
         if self._socket is not None:
             self._socket.close()
             self._socket = None
