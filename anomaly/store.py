@@ -445,19 +445,24 @@ class Store:
                     conn.execute(incidents.update().where(incidents.c.id == incident_id).values(**values))
                 for note in write.notifications:
                     key = f"{incident_id}:{note['event']}:{note['key']}:{note['sink']}"
-                    stmt = self._upsert(outbox, ["dedupe_key"], update=False).values(
-                        dedupe_key=key,
-                        incident_id=incident_id,
-                        event=note["event"],
-                        sink=note["sink"],
-                        payload=json.dumps({**note["payload"], "incident_id": incident_id}, sort_keys=True, default=str),
-                        status="pending",
-                        attempts=0,
-                        created_at=now,
-                    ).returning(outbox.c.id)
-                    # count returned rows: psycopg reports rowcount -1 for an INSERT … RETURNING
-                    enqueued += len(conn.execute(stmt).all())
+                    payload = {**note["payload"], "incident_id": incident_id}
+                    enqueued += self._enqueue(conn, key, incident_id, note["event"], note["sink"], payload, now)
         return enqueued
+
+    def _enqueue(self, conn: sa.Connection, key: str, incident_id: int, event: str, sink: str, payload: dict[str, Any], now: dt.datetime) -> int:
+        """Add a pending notification unless one with ``key`` exists; 1 when it was added, else 0."""
+        stmt = self._upsert(outbox, ["dedupe_key"], update=False).values(
+            dedupe_key=key,
+            incident_id=incident_id,
+            event=event,
+            sink=sink,
+            payload=json.dumps(payload, sort_keys=True, default=str),
+            status="pending",
+            attempts=0,
+            created_at=now,
+        ).returning(outbox.c.id)
+        # count returned rows: psycopg reports rowcount -1 for an INSERT … RETURNING
+        return len(conn.execute(stmt).all())
 
     def pending(self, limit: int = 1000) -> list[OutboxItem]:
         """The pending notifications, oldest first. Each payload also says whether its incident is
@@ -596,17 +601,8 @@ class Store:
                 payload.pop("mentions", None)  # the route's, on this sink: those of its opened notification
                 if mentions:
                     payload["mentions"] = mentions
-                stmt = self._upsert(outbox, ["dedupe_key"], update=False).values(
-                    dedupe_key=f"{incident_id}:reminder:{sent_at.isoformat(timespec='seconds')}:{(now - sent_at) // every}:{sink}",
-                    incident_id=incident_id,
-                    event="reminder",
-                    sink=sink,
-                    payload=json.dumps(payload, sort_keys=True, default=str),
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                ).returning(outbox.c.id)
-                enqueued += len(conn.execute(stmt).all())
+                key = f"{incident_id}:reminder:{sent_at.isoformat(timespec='seconds')}:{(now - sent_at) // every}:{sink}"
+                enqueued += self._enqueue(conn, key, incident_id, "reminder", sink, payload, now)
         return enqueued
 
     def mark_obsolete(self, item_id: int, reason: str) -> None:
