@@ -269,7 +269,7 @@ def reconcile(
             update = _update(row, incident, excess_steps)
             if update is not None:
                 key, reasons = update
-                payload["update"] = reasons
+                payload = {**payload, "update": reasons}  # what the notification says changed; not kept with the incident
                 events.append(("updated", key))
             if incident.status == "resolved" and row["status"] == "open":
                 events.append(("resolved", incident.resolved_on.isoformat()))

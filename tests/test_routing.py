@@ -188,6 +188,7 @@ def test_an_update_when_the_excess_crosses_a_step(store: Store, later: dict, upd
         ((key, body),) = rows
         assert key.split(":", 2)[2].rsplit(":console", 1)[0] == update[0]
         assert json.loads(body)["update"] == update[1]
+    assert "update" not in store.load_incidents()[0]["details"]["payload"]  # the notification's, not the incident's
 
 
 # ----------------------------------------------------------------------------------------------
