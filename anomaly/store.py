@@ -521,18 +521,6 @@ class Store:
             row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
         return _incident_row(row._mapping) if row is not None else None
 
-    def sent_receipt(self, incident_id: int, sink: str, event: str) -> tuple[str, str] | None:
-        """Where the incident's first ``event`` notification went on ``sink`` (channel, ts), if sent."""
-        query = (
-            sa.select(outbox.c.channel, outbox.c.ts)
-            .where(outbox.c.incident_id == incident_id, outbox.c.sink == sink, outbox.c.event == event, outbox.c.ts.is_not(None))
-            .order_by(outbox.c.id)
-            .limit(1)
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return (row.channel, row.ts) if row else None
-
     def main_message(self, incident_id: int, sink: str) -> SentMessage | None:
         """The incident's main message on ``sink``: where its first "opened" notification went,
         and the key of the grouped message when it went out in one; None until it is sent."""
