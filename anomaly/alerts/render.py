@@ -79,7 +79,7 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
         return render_reminder(payload, config)
     if event == "grouped_reminder":
         return "\n\n".join(render_reminder(incident, config) for incident in payload["incidents"])
-    name = config.party_name if config is not None else (lambda key: key or "unknown")
+    name = party_namer(config)
     currency = payload["currency"]
     lines = [f"{label(event, payload)} {headline(payload)}"]
 
@@ -138,12 +138,25 @@ def next_step(payload: dict, name) -> str:
     return "Review search terms, bids and landing pages; pause if it continues."
 
 
-def _what(payload: dict) -> str:
-    what = headline(payload).split(" — ", 1)[0]
-    return what[0].lower() + what[1:] if len(what) > 1 and what[1].islower() else what
+def party_namer(config: Config | None):
+    """Party key → display name (the key itself, or "unknown", without config)."""
+    return config.party_name if config is not None else (lambda key: key or "unknown")
 
 
-def _total(payloads: list[dict]) -> str:
+def what_happened(payload: dict) -> str:
+    """The "what" half of the headline, e.g. ``Cost per lead 5.6× baseline``."""
+    return headline(payload).split(" — ", 1)[0]
+
+
+def lower_first(text: str) -> str:
+    """``Cost per lead`` → ``cost per lead``; an acronym (``CPL``) stays as it is."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text
+
+
+def total_excess(payloads: list[dict]) -> str:
+    """The sum of excess cost per currency, e.g. ``$12,345`` or ``$1,200 + €300``."""
     totals: dict[str, float] = {}
     for payload in payloads:
         totals[payload["currency"]] = totals.get(payload["currency"], 0.0) + payload["excess_cost"]
@@ -157,17 +170,17 @@ def render_group(payloads: list[dict], config: Config | None = None) -> str:
     worst = "CRITICAL" if any(p["severity"] == "critical" for p in ordered) else ordered[0]["severity"].upper()
     accounts = {f"{p['account_name']} ({p['account_id']})" for p in ordered}
     where = accounts.pop() if len(accounts) == 1 else f"{len(accounts)} accounts"
-    lines = [f"[{worst}] {len(ordered)} incidents opened together — {where}: excess ~{_total(ordered)} in all"]
+    lines = [f"[{worst}] {len(ordered)} incidents opened together — {where}: excess ~{total_excess(ordered)} in all"]
     for p in ordered:
         campaign = f"{p['campaign_name']} ({p['campaign_id']})" if p["campaign_id"] else "all campaigns of the account"
         excess = money(p["excess_cost"], p["currency"])
-        lines.append(f"  • {campaign}: {_what(p)}, excess ~{excess} ({p['severity']}) · incident {p.get('incident_id', '?')}")
+        lines.append(f"  • {campaign}: {lower_first(what_happened(p))}, excess ~{excess} ({p['severity']}) · incident {p.get('incident_id', '?')}")
     return "\n".join(lines)
 
 
 def render_reminder(payload: dict, config: Config | None = None) -> str:
     """A short block for an incident still open and not acknowledged."""
-    name = config.party_name if config is not None else (lambda key: key or "unknown")
+    name = party_namer(config)
     lines = [f"[REMINDER] Still open and not acknowledged: {headline(payload)}"]
 
     def row(title: str, text: str) -> None:

@@ -33,7 +33,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from anomaly.alerts.render import headline, how_worse, label, money, next_step
+from anomaly.alerts.render import headline, how_worse, label, lower_first, money, next_step, party_namer, total_excess, what_happened
 from anomaly.config import _MENTION, Config
 from anomaly.errors import AnomalyError
 
@@ -151,7 +151,7 @@ def campaign_link(payload: dict, config: Config | None) -> str | None:
 
 
 def _namer(config: Config | None) -> Namer:
-    return config.party_name if config is not None else (lambda key: key or "unknown")
+    return party_namer(config)
 
 
 def _date(value: str | None) -> dt.date | None:
@@ -178,18 +178,6 @@ def _money(amount: float | None, currency: str) -> str:
 def _leads(value: float) -> str:
     count = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
     return f"{count} lead{'' if value == 1 else 's'}"
-
-
-def _what(payload: dict) -> str:
-    """The "what" half of the headline, e.g. ``Cost per lead 5.6× baseline`` (not escaped)."""
-    return headline(payload).split(" — ", 1)[0]
-
-
-def _lower_first(text: str) -> str:
-    """``Cost per lead`` → ``cost per lead``; an acronym (``CPL``) stays as it is."""
-    if len(text) > 1 and text[0].isupper() and text[1].islower():
-        return text[0].lower() + text[1:]
-    return text
 
 
 def _is_resolved(event: str, payload: dict) -> bool:
@@ -388,7 +376,7 @@ def build_thread_reply(event: str, payload: dict, config: Config | None = None) 
     excess = _money(payload["excess_cost"], currency)
     if event == "updated":
         worse = escape(how_worse(payload))
-        text = _with_mentions(f"{worse[0].upper()}{worse[1:]}: {escape(_lower_first(_what(payload)))}, excess ~{excess} so far", mention_text(payload))
+        text = _with_mentions(f"{worse[0].upper()}{worse[1:]}: {escape(lower_first(what_happened(payload)))}, excess ~{excess} so far", mention_text(payload))
     else:
         now = _date(payload.get("resolved_on")) or _date(payload["detected_on"]) or dt.date.today()
         shares = "".join(f", {_money(amount, currency)} under {escape(name(party))}" for party, amount in _by_party(payload))
@@ -457,17 +445,14 @@ def _group_lines(payloads: list[dict]) -> str:
 
 def _group_line(payload: dict) -> str:
     campaign = escape(_clip_plain(payload["campaign_name"], GROUP_NAME_CHARS))
-    what = escape(_lower_first(_what(payload)))
+    what = escape(lower_first(what_happened(payload)))
     excess = _money(payload["excess_cost"], payload["currency"])
     return f"• {campaign}: {what}, excess ~{excess} ({escape(payload['severity'])})"
 
 
 def _total_excess(payloads: list[dict]) -> str:
-    """The sum of excess cost per currency, e.g. ``$12,345`` or ``$1,200 + €300``."""
-    totals: dict[str, float] = {}
-    for payload in payloads:
-        totals[payload["currency"]] = totals.get(payload["currency"], 0.0) + payload["excess_cost"]
-    return " + ".join(_money(amount, currency) for currency, amount in totals.items())
+    """``total_excess``, escaped (currency codes come from data)."""
+    return escape(total_excess(payloads))
 
 
 def _group_context(payloads: list[dict], worst: str) -> str:
@@ -495,7 +480,7 @@ def build_reminder_reply(payload: dict, config: Config | None = None, *, standal
 
 def _reminder_line(payload: dict, standalone: bool = False) -> str:
     excess = _money(payload["excess_cost"], payload["currency"])
-    what = headline(payload) if standalone else _lower_first(_what(payload))
+    what = headline(payload) if standalone else lower_first(what_happened(payload))
     return f"{REMINDER_LEAD}: {escape(what)}, excess ~{excess} so far"
 
 
