@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from anomaly.alerts.render import money, render_text
-from anomaly.config import Config, load_config, load_rules, undefined_references
+from anomaly.config import Config, default_config_path, load_config, load_rules, undefined_references
 from anomaly.errors import AnomalyError, ConfigError, InputError, Problem
 from anomaly.ownership import ownership_periods, with_inferred
 from anomaly.silences import MATCHED_FIELDS, Silence, active_silences, describe_matchers, from_config, in_force, parse_until
@@ -22,9 +22,6 @@ from anomaly.store import Store, utcnow
 
 # detection (scikit-learn, scipy) is imported by the commands that need it, so that `anomaly check`
 # answers at once
-
-PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
-
 
 def _date(text: str) -> dt.date:
     try:
@@ -41,10 +38,7 @@ def _until(text: str) -> dt.datetime:
 
 
 def _config_path(args: argparse.Namespace) -> Path:
-    if args.config:
-        return Path(args.config)
-    here = Path("config.yaml")
-    return here if here.exists() else PROJECT_CONFIG
+    return Path(args.config) if args.config else default_config_path()
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, list, pd.DataFrame, Path]:
@@ -357,7 +351,7 @@ def _print_table(headers: list[str], rows: list[list]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomaly", description="Cost-per-lead anomaly detection and alerting for paid media.")
-    parser.add_argument("--config", help="config file (default: ./config.yaml, else the project's embedded default)")
+    parser.add_argument("--config", help="config file (default: $ANOMALY_CONFIG, else ./config.yaml, else the project's embedded default)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -793,6 +793,32 @@ class ServiceConfig(StrictModel):
     operations_sink: str | None = None
 
 
+class SettlementConfig(StrictModel):
+    """The proposed split of an incident's excess cost in ``anomaly report``.
+
+    ``bears`` says who bears each part of the excess before any contract applies:
+    ``managing_party`` (each day's excess falls to the party managing the campaign that day) or
+    ``changed_by`` (the excess falls to the parties whose people made the changes listed with the
+    incident, in proportion to how many each made; changes by automated tools or unknown users, or
+    no changes at all, leave it with the managing party). ``shares`` then splits what a party bears
+    by contract, in percent: ``{beacon: {beacon: 80, northwind: 20}}``.
+    """
+
+    bears: Literal["managing_party", "changed_by"] = "managing_party"
+    shares: dict[Slug, dict[Slug, Annotated[float, Field(gt=0, le=100)]]] = {}
+
+    @model_validator(mode="after")
+    def _whole(self) -> "SettlementConfig":
+        problems = [
+            f"shares.{bearer}: expected percentages that add up to 100, got {sum(split.values()):g}"
+            for bearer, split in self.shares.items()
+            if abs(sum(split.values()) - 100.0) > 0.01
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class Config(StrictModel):
     store: StoreConfig = Field(StoreConfig(), validate_default=True)
     parties: dict[Slug, PartyConfig] = {}
@@ -802,6 +828,7 @@ class Config(StrictModel):
     detection: DetectionConfig = DetectionConfig()
     alerts: AlertsConfig = AlertsConfig()
     service: ServiceConfig = ServiceConfig()
+    settlement: SettlementConfig | None = None
 
     def party_name(self, party: str | None) -> str:
         """Display name of a party key (the key itself when it is not configured)."""
@@ -1009,6 +1036,21 @@ def _undefined_party(party: str, parties: dict[str, PartyConfig]) -> str:
     return f"party {party!r} is not defined under 'parties' (defined: {known})"
 
 
+#: The embedded default: the config.yaml that ships beside the package.
+PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+CONFIG_ENV = "ANOMALY_CONFIG"
+
+
+def default_config_path(environ: dict[str, str] | None = None) -> Path:
+    """The config.yaml to use when none is named: ``$ANOMALY_CONFIG``, else ``./config.yaml``,
+    else the project's embedded default."""
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    here = Path("config.yaml")
+    return here if here.exists() else PROJECT_CONFIG
+
+
 def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> tuple[Config, list[RuleBase]]:
     """Load config.yaml and the rules it points to. Raise ConfigError listing every problem."""
     path = Path(path).resolve()
@@ -1098,6 +1140,10 @@ def _cross_check(config: Config, file: str) -> list[Problem]:
         for j, period in enumerate(assignment.history):
             if period.party not in config.parties:
                 problems.append(Problem(file, f"ownership.assignments[{i}].history[{j}].party", _undefined_party(period.party, config.parties)))
+    if config.settlement is not None:
+        for bearer, split in config.settlement.shares.items():
+            named = {f"settlement.shares.{bearer}": bearer, **{f"settlement.shares.{bearer}.{party}": party for party in split}}
+            problems.extend(Problem(file, where, _undefined_party(party, config.parties)) for where, party in named.items() if party not in config.parties)
     domains: dict[str, str] = {}
     for key, party in config.parties.items():
         for j, domain in enumerate(party.domains):

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 ONE_RULE = {"a.yaml": "rules:\n  - {name: r1, type: cpl_ratio, warning: 2}\n"}
 PARTY_A = "parties:\n  a: {name: Agency A}\n"
-CONFIG_KEYS = "alerts, detection, ownership, parties, rules_dir, service, sources, store"
+CONFIG_KEYS = "alerts, detection, ownership, parties, rules_dir, service, settlement, sources, store"
 RULE_KEYS = (  # a cpl_ratio rule's
     "after_ownership_change, baseline_lag_days, critical, description, enabled, family, forest, max_p_value, "
     "min_expected_leads, min_spend, name, scope, type, use_clicks, warning, window_days"
@@ -230,6 +230,24 @@ CONFIG_ERRORS = [
         b"store: {url: 'sqlite:///caf\xe9.db'}\n",
         ["config.yaml: not valid UTF-8 (byte 0xe9 at offset 27)"],
         id="not-utf8",
+    ),
+    pytest.param(
+        PARTY_A + "settlement:\n  shares:\n    a: {a: 80, b: 20}\n",
+        ["config.yaml: settlement.shares.a.b: party 'b' is not defined under 'parties' (defined: a)"],
+        id="settlement-undefined-party",
+    ),
+    pytest.param(
+        "parties:\n  a: {name: A}\n  b: {name: B}\nsettlement:\n  shares:\n    a: {a: 80, b: 30}\n",
+        ["config.yaml: settlement.shares.a: expected percentages that add up to 100, got 110"],
+        id="settlement-shares-not-100",
+    ),
+    pytest.param(
+        PARTY_A + "settlement:\n  bears: whoever_changed\n  shares: {a: {a: 0}}\n",
+        [
+            "config.yaml: settlement.bears: input should be 'managing_party' or 'changed_by', got 'whoever_changed'",
+            "config.yaml: settlement.shares.a.a: input should be greater than 0, got 0",
+        ],
+        id="settlement-bad-rule-and-share",
     ),
     pytest.param("- store\n- rules_dir\n", ["config.yaml: expected a mapping of settings, got list"], id="top-level-list"),
     pytest.param("store\n", ["config.yaml: expected a mapping of settings, got str"], id="top-level-scalar"),
