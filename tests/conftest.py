@@ -71,3 +71,19 @@ def postgres_admin() -> Iterator[sa.Engine]:
         pytest.skip(message)
     yield admin
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the embedded default after `anomaly demo`: its config.yaml, for tests that only
+    read the demo's store (each test that changes a store makes its own)."""
+    import contextlib
+    import io
+
+    from anomaly.cli import main
+    from tests.helpers import copy_default_project
+
+    config = copy_default_project(tmp_path_factory.mktemp("demo"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["--config", str(config), "demo"]) == 0
+    return config

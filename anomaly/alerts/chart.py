@@ -18,9 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates  # noqa: E402 - the backend is chosen first
 import matplotlib.pyplot as plt  # noqa: E402
 
-from anomaly.alerts.render import money  # noqa: E402
-
-BAND = 0.3
+from anomaly.alerts.render import BASELINE_BAND as BAND, money  # noqa: E402
 
 
 def cost_per_lead_chart(payload: dict, party_name: str | None = None) -> bytes | None:

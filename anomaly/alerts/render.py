@@ -9,6 +9,8 @@ from anomaly.config import Config
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "AUD": "A$", "CAD": "C$", "NZD": "NZ$"}
 MAX_CHANGES = 5
+#: The band drawn around a baseline cost per lead (±30%), on the alert's chart and in reports.
+BASELINE_BAND = 0.3
 
 
 def money(amount: float | None, currency: str) -> str:
