@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import getpass
 import json
@@ -207,46 +208,163 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _project(args: argparse.Namespace):
+    from anomaly.analysis import Project
+
+    config, rules, _, path = _load(args)
+    return Project(config, rules, _store(config), config_path=path.resolve())
+
+
+def _party_keys(config: Config, names: list[str] | None) -> list[str] | None:
+    """Party keys from what the command line names: a key or a display name, any case."""
+    if not names:
+        return None
+    by_name = {key: key for key in config.parties} | {p.name.casefold(): key for key, p in config.parties.items()}
+    by_name |= {key.casefold(): key for key in config.parties}
+    keys, problems = [], []
+    for name in names:
+        key = by_name.get(name.casefold())
+        if key is None:
+            known = ", ".join(f"{k} ({p.name})" for k, p in config.parties.items()) or "none are configured"
+            problems.append(Problem("command line", "--party", f"no party is called {name!r} (defined: {known})"))
+        else:
+            keys.append(key)
+    if problems:
+        raise InputError(problems)
+    return keys
+
+
+INCIDENT_FIELDS = [
+    "id", "status", "severity", "family", "rule", "account_id", "account_name", "campaign_id", "campaign_name", "currency",
+    "onset", "detected_on", "critical_on", "last_active", "resolved_on", "managing_party", "party_name", "party_since",
+    "metric", "observed", "baseline", "spend", "leads", "cpl", "baseline_cpl", "excess_cost", "excess_by_party",
+    "changes", "announced", "acknowledged_at", "acknowledged_by",
+]
+
+
 def cmd_incidents(args: argparse.Namespace) -> int:
-    config, _, _, _ = _load(args)
-    store = _store(config)
-    rows = store.load_incidents(status=args.status)
+    project = _project(args)
+    if args.date_from and args.date_to and args.date_to < args.date_from:
+        raise InputError([_usage_problem(f"--to {args.date_to} is before --from {args.date_from}")])
+    frame = project.incidents(
+        status=args.status, party=_party_keys(project.config, args.party), account=args.account, start=args.date_from, end=args.date_to
+    )
+    records = [_plain(r) for r in frame[INCIDENT_FIELDS].to_dict("records")]
+    if args.format == "json":
+        print(json.dumps(records, indent=2))
+        return 0
+    if args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=INCIDENT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**r, "excess_by_party": json.dumps(r["excess_by_party"], sort_keys=True)} for r in records)
+        return 0
     _print_table(
         ["id", "status", "severity", "detected", "onset", "account", "campaign", "rule", "managed by", "excess"],
         [
             [
                 r["id"],
-                r["status"] + ("" if r["notified"] else " (history)") + (" (acknowledged)" if r["acknowledged_at"] else ""),
+                r["status"] + ("" if r["announced"] else " (history)") + (" (acknowledged)" if r["acknowledged_at"] else ""),
                 r["severity"],
-                r["detected_on"].isoformat(),
-                r["onset"].isoformat(),
-                _clip(r["details"]["payload"]["account_name"], 24),
-                _clip(r["details"]["payload"]["campaign_name"], 24),
+                r["detected_on"],
+                r["onset"],
+                _clip(r["account_name"], 24),
+                _clip(r["campaign_name"] or "all campaigns", 24),
                 r["rule"],
-                config.party_name(r["managing_party"]),
-                money(r["excess_cost"], r["details"]["payload"]["currency"]),
+                r["party_name"],
+                money(r["excess_cost"], r["currency"]),
             ]
-            for r in rows
+            for r in records
         ],
     )
     return 0
 
 
+def _plain(record: dict) -> dict:
+    """One incident for JSON or CSV: dates as YYYY-MM-DD (times as ISO UTC), no NaN."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, pd.Timestamp):
+            value = value.isoformat(timespec="seconds") if key == "acknowledged_at" else value.date().isoformat()
+        elif value is pd.NaT or (isinstance(value, float) and value != value):
+            value = None
+        elif hasattr(value, "item"):  # numpy scalar
+            value = value.item()
+        out[key] = value
+    return out
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    config, _, _, _ = _load(args)
-    store = _store(config)
-    row = store.load_incident(args.incident_id)
-    if row is None:
-        print(f"no incident {args.incident_id}; `anomaly incidents` lists them", file=sys.stderr)
-        return 1
-    payload = row["details"]["payload"]
-    print(render_text("resolved" if row["status"] == "resolved" else "opened", {**payload, "incident_id": row["id"]}, config))
-    if row["acknowledged_at"] is not None:
-        print(f"  {'Acknowledged':<12} by {row['acknowledged_by']} at {_utc(row['acknowledged_at'])}")
-    print("\n  Excess cost by managing party:")
-    for party, amount in sorted(payload["excess_by_party"].items(), key=lambda kv: -kv[1]):
-        print(f"    {config.party_name(party):<24} {money(amount, payload['currency'])}")
+    from anomaly.reports.evidence import incident_evidence
+    from anomaly.reports.render import render_incident, render_scorecard, write_report
+    from anomaly.reports.scorecard import party_scorecard
+
+    project = _project(args)
+    config = project.config
+    out = Path(args.out)
+    if args.incident_id is not None:
+        if args.party or args.date_from or args.date_to:
+            raise InputError([_usage_problem("--party, --from and --to make a party scorecard: give them without an incident id")])
+        row = project.store.load_incident(args.incident_id)
+        if row is None:
+            print(f"no incident {args.incident_id}; `anomaly incidents` lists them", file=sys.stderr)
+            return 1
+        payload = row["details"]["payload"]
+        print(render_text("resolved" if row["status"] == "resolved" else "opened", {**payload, "incident_id": row["id"]}, config))
+        if row["acknowledged_at"] is not None:
+            print(f"  {'Acknowledged':<12} by {row['acknowledged_by']} at {_utc(row['acknowledged_at'])}")
+        evidence = incident_evidence(project, row["id"])
+        print("\n  Excess cost by managing party:")
+        for party in evidence.by_party.itertuples():
+            print(f"    {party.name:<24} {money(party.excess, evidence.currency)}")
+        if evidence.split:
+            print("\n  Proposed split (settlement in config.yaml):")
+            for line in evidence.split:
+                print(f"    {line.name:<24} {money(line.amount, evidence.currency):>10}  {line.percent:5.1f}%")
+        html, markdown = render_incident(evidence, project)
+        paths = write_report(out, f"incident-{row['id']}", html, markdown)
+    else:
+        keys = _party_keys(config, args.party)
+        last = project.store.load_metrics()["date"].max()
+        if pd.isna(last) and not args.date_to:
+            print(f"The store at {project.store.describe()} holds no metrics; run `anomaly run` (or `anomaly demo`) first.", file=sys.stderr)
+            return 1
+        end = args.date_to or last.date()
+        start = args.date_from or end - dt.timedelta(days=29)
+        if end < start:
+            raise InputError([_usage_problem(f"--to {end} is before --from {start}")])
+        card = party_scorecard(project, start, end, keys)
+        _print_scorecard(card)
+        html, markdown = render_scorecard(card, project)
+        paths = write_report(out, f"scorecard-{'-'.join(keys) if keys else 'all'}-{start}-{end}", html, markdown)
+    print(f"\nWritten: {paths[0]}\n         {paths[1]}")
     return 0
+
+
+def _print_scorecard(card) -> None:
+    currency = card.portfolio["currency"]
+    print(f"Party scorecard {card.start} to {card.end}; portfolio cost per lead {money(card.portfolio['cpl'], currency)}")
+    _print_table(
+        ["party", "accounts", "campaigns", "spend", "cost/lead", "vs portfolio", "incidents", "days to detect", "days to resolve", "excess"],
+        [
+            [
+                r["name"],
+                r["accounts"],
+                r["campaigns"],
+                money(r["spend"], currency),
+                money(r["cpl"], currency) if r["cpl"] == r["cpl"] else "n/a",
+                f"{r['cpl_vs_portfolio']:.2f}×" if r["cpl_vs_portfolio"] == r["cpl_vs_portfolio"] else "n/a",
+                f"{r['incidents']} ({r['still_open']} open)" if r["incidents"] else "0",
+                _median(r["median_days_to_detect"]),
+                _median(r["median_days_to_resolve"]),
+                money(r["excess_cost"], currency),
+            ]
+            for r in card.parties.to_dict("records")
+        ],
+    )
+
+
+def _median(value: float) -> str:
+    return "–" if value != value else f"{value:g}"
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
@@ -373,12 +491,26 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--format", choices=("table", "json"), default="table")
     bt.set_defaults(func=cmd_backtest)
 
-    inc = sub.add_parser("incidents", help="list incidents")
+    inc = sub.add_parser("incidents", help="list incidents, filtered; as a table, JSON or CSV")
     inc.add_argument("--status", choices=("open", "resolved"))
+    inc.add_argument("--party", action="append", metavar="KEY|NAME", help="managed at onset by this party (repeatable)")
+    inc.add_argument("--account", action="append", metavar="ID", help="on this account (repeatable)")
+    inc.add_argument("--from", dest="date_from", type=_date, metavar="YYYY-MM-DD", help="still open or resolved on or after this day")
+    inc.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="begun on or before this day")
+    inc.add_argument("--format", choices=("table", "json", "csv"), default="table")
     inc.set_defaults(func=cmd_incidents)
 
-    rep = sub.add_parser("report", help="one incident: what, where, excess cost by party, changes")
-    rep.add_argument("incident_id", type=int)
+    rep = sub.add_parser(
+        "report",
+        help="the evidence pack of one incident (HTML and Markdown), or with --party/--from/--to the party scorecard",
+        description="`anomaly report ID`: the evidence pack of incident ID. `anomaly report [--party KEY] [--from D] [--to D]`: "
+        "the party scorecard (default: every party, the 30 days up to the last day with data).",
+    )
+    rep.add_argument("incident_id", type=int, nargs="?", metavar="ID")
+    rep.add_argument("--party", action="append", metavar="KEY|NAME", help="scorecard of this party (repeatable; default: all)")
+    rep.add_argument("--from", dest="date_from", type=_date, metavar="YYYY-MM-DD", help="scorecard period start (default: 29 days before --to)")
+    rep.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="scorecard period end (default: the last day with data)")
+    rep.add_argument("--out", default="reports", metavar="DIR", help="where the HTML and Markdown files go (default: ./reports)")
     rep.set_defaults(func=cmd_report)
 
     silence = sub.add_parser("silence", help="hold back the notifications of matching incidents for a while: add, list, expire")
