@@ -137,9 +137,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  #{row['id']} {p['account_name']} / {p['campaign_name']}: excess ~{money(row['excess_cost'], p['currency'])} since {p['onset']}, "
             f"managed by {config.party_name(row['managing_party'])}"
         )
+    story = next((row["id"] for row in open_incidents if row["campaign_id"] == sample.STORY_CAMPAIGN.campaign_id), None)
     print(
-        "\nNext: `anomaly incidents`, `anomaly report ID`, "
-        f"`anomaly backtest --from {sample.START} --to {sample.END}`, `anomaly check`."
+        "\nNext: "
+        + (f"`anomaly report {story}` (the handoff incident's evidence pack: who pays what), " if story is not None else "")
+        + f"`anomaly report --party beacon`, `anomaly incidents`, `anomaly backtest --from {sample.START} --to {sample.END}`, "
+        "`anomaly check`; notebooks/ for analysts."
     )
     return 0
 
@@ -324,11 +327,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         paths = write_report(out, f"incident-{row['id']}", html, markdown)
     else:
         keys = _party_keys(config, args.party)
-        last = project.store.load_metrics()["date"].max()
-        if pd.isna(last) and not args.date_to:
+        last = project.store.last_metric_day()
+        if last is None:
             print(f"The store at {project.store.describe()} holds no metrics; run `anomaly run` (or `anomaly demo`) first.", file=sys.stderr)
             return 1
-        end = args.date_to or last.date()
+        end = args.date_to or last
         start = args.date_from or end - dt.timedelta(days=29)
         if end < start:
             raise InputError([_usage_problem(f"--to {end} is before --from {start}")])

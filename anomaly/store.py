@@ -357,6 +357,11 @@ class Store:
             return empty_ownership()
         return normalise_ownership(pd.DataFrame(periods, columns=OWNERSHIP_COLUMNS))
 
+    def last_metric_day(self) -> dt.date | None:
+        """The last day the store holds metrics for; None when it holds none."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(metrics.c.date))).scalar()
+
     def last_pull_end(self, source: str) -> dt.date | None:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(pulls.c.end)).where(pulls.c.source == source)).scalar()

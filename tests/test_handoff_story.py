@@ -200,3 +200,9 @@ def test_an_acknowledged_incident_says_who_took_it_on(tmp_path, capsys):
     assert "  Acknowledged by slack:U0DANA1 (Dana) at 2026-07-10 09:30 UTC" in report.splitlines()
     assert "acknowledged by slack:U0DANA1 (Dana)" in status_text(config, store, str(config_path))
     store.engine.dispose()
+
+
+def test_demo_ends_by_pointing_at_the_handoff_incidents_evidence_pack(demo):
+    _, _, output = demo
+    last = output.rstrip().splitlines()[-1]
+    assert last.startswith("Next: `anomaly report 2` (the handoff incident's evidence pack: who pays what), `anomaly report --party beacon`")

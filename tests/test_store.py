@@ -317,6 +317,30 @@ def test_outbox_enqueues_once_and_tracks_delivery(store: Store) -> None:
     assert store.outbox_counts() == {"sent": 2}
 
 
+def test_an_incidents_notifications_are_listed_with_what_became_of_them(store: Store) -> None:
+    store.save_incidents([IncidentWrite(None, incident(), (note("console"), note("slack:C0ALERTS"))), IncidentWrite(None, incident(campaign_id="0077"), (note("console"),))])
+    first, other = (row["id"] for row in store.load_incidents())
+    console, slack, _ = store.pending()
+    store.mark_sent(slack.id, ("C0ALERTS", "1720000000.000100"), now=dt.datetime(2026, 7, 2, 7, 20))
+    store.mark_failed(console.id, "disk full")
+
+    listed = store.notifications(first)
+
+    assert [(n["event"], n["sink"], n["status"], n["attempts"], n["last_error"]) for n in listed] == [
+        ("opened", "console", "pending", 1, "disk full"),
+        ("opened", "slack:C0ALERTS", "sent", 1, None),
+    ]
+    assert (listed[1]["channel"], listed[1]["ts"], listed[1]["sent_at"]) == ("C0ALERTS", "1720000000.000100", dt.datetime(2026, 7, 2, 7, 20))
+    assert "payload" not in listed[0]
+    assert [n["incident_id"] for n in store.notifications()] == [first, first, other]
+
+
+def test_last_metric_day(store: Store) -> None:
+    assert store.last_metric_day() is None
+    ingest(store, metric_rows({"date": D1}, {"date": D3, "campaign_id": "0077"}))
+    assert store.last_metric_day() == D3
+
+
 def test_a_new_event_for_a_known_incident_is_enqueued(store: Store) -> None:
     store.save_incidents([IncidentWrite(None, incident(), (note("console"),))])
     (stored,) = store.load_incidents()
