@@ -712,11 +712,19 @@ class IncidentWrite:
     notifications: tuple[dict[str, Any], ...] = ()
 
 
+#: How long a SQLite write waits for another connection's write lock before it fails, unless the
+#: URL says (``sqlite:///anomaly.db?timeout=60``).
+SQLITE_TIMEOUT_SECONDS = 30
+
+
 def make_engine(url: str) -> Engine:
-    """An engine with settings that let an analyst read while the service writes (SQLite WAL)."""
+    """An engine with settings that let an analyst read while the service writes (SQLite WAL), and
+    that turns the database's failures that need someone to act (a lock held too long, a full disk)
+    into a StoreError."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        waits = {} if "timeout" in parsed.query else {"timeout": SQLITE_TIMEOUT_SECONDS}
+        engine = sa.create_engine(url, connect_args=waits)
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001 - DB-API connection
@@ -725,8 +733,37 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    sa.event.listen(engine, "handle_error", _explain_failure)
+    return engine
+
+
+#: What the database says, in lower case → what it means for whoever runs the service.
+_FAILURES = (
+    ("database is locked", "another connection held a write lock on it for too long (an open write transaction, a backup?); "
+     "the SQLite URL's ?timeout= sets how long a write waits"),
+    ("database table is locked", "another connection held a lock on it for too long"),
+    ("database or disk is full", "the disk (or the database's size limit) is full"),
+    ("no space left on device", "the disk is full"),
+    ("could not extend file", "the disk is full"),
+    ("disk i/o error", "the disk failed to read or write"),
+    ("attempt to write a readonly database", "the database file or its folder is read-only for this user"),
+    ("lock timeout", "another connection held a lock on it for too long"),
+)
+
+
+def _explain_failure(context) -> None:  # noqa: ANN001 - sqlalchemy.engine.ExceptionContext
+    """Raise a StoreError in place of a database failure that needs someone to act (a lock held
+    too long, a full disk): what happened, to which store, and that the statement's transaction was
+    rolled back, so nothing of it was written. Other errors pass through unchanged."""
+    original = context.original_exception
+    text = str(original).lower()
+    for symptom, meaning in _FAILURES:
+        if symptom in text:
+            where = context.engine.url.render_as_string(hide_password=True) if context.engine is not None else "the store"
+            first_line = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+            raise StoreError(f"the store at {where} could not be written: {meaning} ({first_line}); nothing of this write was kept") from None
 
 
 def _acknowledgement(at: dt.datetime | None, by: str | None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,18 @@ class ConsoleSink:
 
 
 class JsonlSink:
-    """One JSON object per line, appended and flushed to disk before the send counts as done."""
+    """One JSON object per line, appended and flushed to disk before the send counts as done.
+
+    Each record carries its notification's ``key``. Before appending to a regular file, the sink
+    reads its end: a record already there with the same key was written by a process that stopped
+    before it could record the send (a crash, a kill), so it is not written twice; and a last line
+    cut short by such a stop is removed, so that the file stays one whole JSON object per line. A
+    pipe or a device (``/dev/stdout``) is only appended to.
+    """
+
+    #: how far back from the end of the file a key is looked for: far more than the few records
+    #: one delivery writes after a notification that was written but not yet recorded
+    TAIL_BYTES = 256 * 1024
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -83,15 +95,43 @@ class JsonlSink:
 
     def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> None:
         record = {"event": event, "sent_at": utcnow().isoformat(timespec="seconds") + "Z", **payload}
-        line = json.dumps(record, sort_keys=True, default=str, allow_nan=False) + "\n"
+        if delivery is not None:
+            record["key"] = delivery.key
+        line = (json.dumps(record, sort_keys=True, default=str, allow_nan=False) + "\n").encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
+            # a pipe or a device such as /dev/stdout has no end to read back: it is only appended to
+            regular = not self.path.exists() or stat.S_ISREG(self.path.stat().st_mode)
+            with open(self.path, "a+b" if regular else "ab") as fh:
+                if regular and delivery is not None and delivery.key in self._tail_keys(fh):
+                    return
                 fh.write(line)
                 fh.flush()
-                os.fsync(fh.fileno())
+                if regular:
+                    os.fsync(fh.fileno())
         except OSError as exc:
             raise DeliveryError(f"{self.path}: {exc.strerror or exc}") from None
+
+    def _tail_keys(self, fh) -> set[str]:
+        """The keys of the whole records at the end of the file; a torn last line is cut off."""
+        size = fh.seek(0, os.SEEK_END)
+        start = max(size - self.TAIL_BYTES, 0)
+        fh.seek(start)
+        tail = fh.read(size - start)
+        whole = tail.rfind(b"\n") + 1  # where the last whole line ends
+        if start + whole < size and (start == 0 or whole > 0):
+            fh.truncate(start + whole)
+            fh.flush()
+            os.fsync(fh.fileno())
+        keys = set()
+        for raw in tail[:whole].splitlines()[1 if start else 0 :]:  # the first line of a window may be partial
+            try:
+                key = json.loads(raw).get("key")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(key, str):
+                keys.add(key)
+        return keys
 
 
 def make_sinks(config: Config, alerts: AlertsConfig | None = None, *, stream: TextIO | None = None) -> list[Sink]:
