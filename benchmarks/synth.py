@@ -355,10 +355,10 @@ def _holidays(rng: np.random.Generator, dates: pd.DatetimeIndex) -> pd.DataFrame
         september = pd.date_range(f"{year}-09-01", f"{year}-09-30")
         found += [
             ("New Year's Day", pd.Timestamp(f"{year}-01-01")),
-            ("Memorial Day", may[may.dayofweek == 0][-1]),
+            ("Memorial Day", may[may.day_of_week == 0][-1]),
             ("Independence Day", pd.Timestamp(f"{year}-07-04")),
-            ("Labor Day", september[september.dayofweek == 0][0]),
-            ("Thanksgiving", november[november.dayofweek == 3][3]),
+            ("Labor Day", september[september.day_of_week == 0][0]),
+            ("Thanksgiving", november[november.day_of_week == 3][3]),
             ("Christmas Eve", pd.Timestamp(f"{year}-12-24")),
             ("Christmas Day", pd.Timestamp(f"{year}-12-25")),
         ]
@@ -415,7 +415,7 @@ def _simulate(
     """Observed spend, clicks and leads (day × campaign), and the no-incident, noise-free expected
     spend and cost per lead that the truth's excess cost and volumes are measured against."""
     days, n = len(dates), layout.n_campaigns
-    dow = dates.dayofweek.to_numpy()
+    dow = dates.day_of_week.to_numpy()
     account = layout.account_of
     weekly = _weekly_profile(rng, layout.n_accounts)[account][:, dow].T
     weekday_cvr = (1 + rng.uniform(-0.08, 0.08, (layout.n_accounts, 7)))[account][:, dow].T
