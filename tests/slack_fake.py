@@ -23,7 +23,9 @@ Every request is recorded, including those answered with an injected failure. ``
 failures per method (raw uploads are queued under ``"upload"``): an HTTP status (429 carries
 ``Retry-After``), an ``ok: false`` error, a delay before answering, or a dropped connection. With
 ``after_store=True`` the request is first handled normally, so Slack has the message but the client
-never hears so: the send-then-crash case.
+never hears so: the send-then-crash case. ``fail_randomly`` makes each request fail with a given
+probability instead, with one of ``RANDOM_KINDS`` (seeded, so a run can be repeated); ``injected``
+lists every failure given, queued or random.
 
 Where this fake is stricter than Slack, on purpose: a ``thread_ts`` that names no top-level message
 of the channel is refused with ``thread_not_found`` (Slack may accept it and lose the reply), and
@@ -34,13 +36,15 @@ does. Message timestamps come from ``clock`` (the wall clock unless given) and r
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import random
 import sys
 import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +65,9 @@ MAX_BLOCKS = 50
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 999
 JSON_FIELDS = ("blocks", "attachments", "metadata", "files")
+#: what ``fail_randomly`` injects: HTTP 429 (with ``Retry-After``), HTTP 500, HTTP 503, no answer
+#: within the client's timeout, and a connection closed without an answer
+RANDOM_KINDS = ("429", "500", "503", "timeout", "drop")
 
 Params = dict[str, Any]
 Message = dict[str, Any]
@@ -98,6 +105,43 @@ class Failure:
     def replaces_answer(self) -> bool:
         """Whether the normal answer is replaced (otherwise the failure is only a delay)."""
         return self.status is not None or self.ok_false is not None or self.drop
+
+    @property
+    def kind(self) -> str:
+        """``"429"``, ``"500"``…, ``"ok_false"``, ``"timeout"`` (a delay, then no answer), ``"drop"`` or ``"delay"``."""
+        if self.status is not None:
+            return str(self.status)
+        if self.ok_false is not None:
+            return "ok_false"
+        if self.drop:
+            return "timeout" if self.delay > 0 else "drop"
+        return "delay"
+
+
+@dataclass(frozen=True)
+class Injected:
+    """A failure given to one request: its method, the failure's ``kind`` and whether it came
+    after the request took effect (``after_store``)."""
+
+    method: str
+    kind: str
+    after_store: bool
+
+    @property
+    def label(self) -> str:
+        """``"500"`` before the request took effect, ``"500 after store"`` after it."""
+        return f"{self.kind} after store" if self.after_store else self.kind
+
+
+@dataclass(frozen=True)
+class _RandomFailures:
+    rate: float
+    rng: random.Random
+    kinds: tuple[str, ...]
+    methods: frozenset[str] | None
+    after_store: float
+    delay: float
+    retry_after: int
 
 
 @dataclass(frozen=True)
@@ -169,6 +213,8 @@ class FakeSlack:
         self._stopping = threading.Event()
         self._requests: list[Recorded] = []
         self._failures: defaultdict[str, deque[Failure]] = defaultdict(deque)
+        self._random: _RandomFailures | None = None
+        self._injected: list[Injected] = []
         self._messages: dict[str, list[Message]] = {channel: [] for channel in self.channels}
         self._files: dict[str, UploadedFile] = {}
         self._last_micros = 0
@@ -247,6 +293,61 @@ class FakeSlack:
         with self._lock:
             self._failures[method].extend([failure] * times)
 
+    def fail_randomly(
+        self,
+        rate: float,
+        *,
+        seed: int | None = None,
+        kinds: Iterable[str] = RANDOM_KINDS,
+        methods: Iterable[str] | None = None,
+        after_store: float = 0.5,
+        delay: float = 1.0,
+        retry_after: int = 1,
+    ) -> None:
+        """Make each later request fail, independently, with probability ``rate`` (0 stops it).
+
+        A failing request gets one of ``kinds`` (see ``RANDOM_KINDS``), chosen evenly: ``"429"``
+        (with ``Retry-After: retry_after``), ``"500"``, ``"503"``, ``"timeout"`` (no answer for
+        ``delay`` seconds, which must exceed the client's timeout, then the connection is closed)
+        or ``"drop"`` (closed at once). With probability ``after_store`` the failure comes after the
+        request took effect (the message stored, the update made), otherwise before, so the request
+        did nothing. ``methods`` limits the failures to those methods (every request, uploads
+        included, when None). ``seed`` makes the choices repeatable for the same requests in the
+        same order. A failure queued by ``fail_next`` comes first.
+        """
+        kinds = tuple(kinds)
+        unknown = sorted(set(kinds) - set(RANDOM_KINDS))
+        if not 0 <= rate <= 1 or not 0 <= after_store <= 1:
+            raise ValueError(f"fail_randomly: rate and after_store are probabilities, got {rate} and {after_store}")
+        if not kinds or unknown:
+            raise ValueError(f"fail_randomly: kinds must be among {RANDOM_KINDS}, got {kinds}")
+        chosen = _RandomFailures(
+            rate=rate,
+            rng=random.Random(seed),
+            kinds=kinds,
+            methods=None if methods is None else frozenset(methods),
+            after_store=after_store,
+            delay=delay,
+            retry_after=retry_after,
+        )
+        with self._lock:
+            self._random = chosen if rate > 0 else None
+
+    def _random_failure(self, method: str) -> Failure | None:
+        """The failure drawn for one request under ``fail_randomly``, if any (lock held)."""
+        chosen = self._random
+        if chosen is None or (chosen.methods is not None and method not in chosen.methods):
+            return None
+        if chosen.rng.random() >= chosen.rate:
+            return None
+        kind = chosen.rng.choice(chosen.kinds)
+        after_store = chosen.rng.random() < chosen.after_store
+        if kind == "timeout":
+            return Failure(delay=chosen.delay, drop=True, after_store=after_store)
+        if kind == "drop":
+            return Failure(drop=True, after_store=after_store)
+        return Failure(status=int(kind), retry_after=chosen.retry_after, after_store=after_store)
+
     # -- inspection -----------------------------------------------------------------------------
 
     @property
@@ -259,11 +360,28 @@ class FakeSlack:
         """The requests to one API method (``"upload"`` for raw uploads), in arrival order."""
         return [request for request in self.requests if request.method == method]
 
+    @property
+    def injected(self) -> list[Injected]:
+        """Every failure given so far (queued by ``fail_next`` or drawn by ``fail_randomly``), in order."""
+        with self._lock:
+            return list(self._injected)
+
+    def injected_counts(self) -> Counter[str]:
+        """How many failures of each ``Injected.label`` were given (``"429"``, ``"500 after store"``…)."""
+        return Counter(injected.label for injected in self.injected)
+
     def messages(self, channel: str) -> list[Message]:
         """Top-level messages of a channel (ID or name), oldest first, with their metadata."""
         with self._lock:
             channel_id = self._channel_id(channel, names=True)
             return [copy.deepcopy(m) for m in self._messages[channel_id] if _is_top_level(m)]
+
+    def all_messages(self, channel: str) -> list[Message]:
+        """Every message of a channel, top-level ones and thread replies, oldest first, with their
+        metadata; a reply broadcast to the channel is in the list once."""
+        with self._lock:
+            channel_id = self._channel_id(channel, names=True)
+            return copy.deepcopy(self._messages[channel_id])
 
     def thread(self, channel: str, ts: str) -> list[Message]:
         """A thread's parent and its replies, oldest first; empty if ``ts`` names no message."""
@@ -299,7 +417,10 @@ class FakeSlack:
         with self._lock:
             self._requests.append(recorded)
             queue = self._failures.get(request.method)
-            return queue.popleft() if queue else None
+            failure = queue.popleft() if queue else self._random_failure(request.method)
+            if failure is not None:
+                self._injected.append(Injected(request.method, failure.kind, failure.after_store))
+            return failure
 
     def _answer(self, request: _Request) -> _Answer:
         if request.method == UPLOAD:
@@ -709,12 +830,34 @@ def fake_slack() -> Iterator[FakeSlack]:
         yield fake
 
 
+#: the modules whose ``time.sleep`` makes the SDK's retry pauses
+_RETRY_CLOCKS = ("slack_sdk.http_retry.builtin_handlers", "slack_sdk.http_retry.handler")
+
+
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The SDK's retry pauses, recorded instead of slept: ask for it, or mark a module with
     ``pytest.mark.usefixtures("sleeps")``, and no test waits on a retry."""
     recorded: list[float] = []
     clock = SimpleNamespace(sleep=recorded.append)
-    monkeypatch.setattr("slack_sdk.http_retry.builtin_handlers.time", clock)
-    monkeypatch.setattr("slack_sdk.http_retry.handler.time", clock)
+    for module in _RETRY_CLOCKS:
+        monkeypatch.setattr(f"{module}.time", clock)
     return recorded
+
+
+@contextlib.contextmanager
+def recorded_sleeps() -> Iterator[list[float]]:
+    """The ``sleeps`` fixture outside pytest: within the block, the SDK's retry pauses are
+    appended to the list it gives instead of slept."""
+    import importlib
+
+    recorded: list[float] = []
+    modules = [importlib.import_module(name) for name in _RETRY_CLOCKS]
+    saved = [module.time for module in modules]  # type: ignore[attr-defined]
+    for module in modules:
+        module.time = SimpleNamespace(sleep=recorded.append)  # type: ignore[attr-defined]
+    try:
+        yield recorded
+    finally:
+        for module, clock in zip(modules, saved):
+            module.time = clock  # type: ignore[attr-defined]

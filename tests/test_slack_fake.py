@@ -6,6 +6,7 @@ what it raises), since alert delivery code relies on both.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from http.client import RemoteDisconnected
 from typing import Any
@@ -19,6 +20,7 @@ from slack_sdk.http_retry import (
     FixedValueRetryIntervalCalculator,
     RateLimitErrorRetryHandler,
     RetryHandler,
+    builtin_handlers,
 )
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler  # not re-exported by slack_sdk.http_retry
 
@@ -247,3 +249,102 @@ def test_a_failed_upload_step_raises_urllib_http_error(fake_slack: FakeSlack, cl
     assert fake_slack.calls("files.completeUploadExternal") == []
     assert fake_slack.calls("upload")[0].raw == PNG
     assert fake_slack.files[0].data is None, "the failure came before the bytes were kept"
+
+
+# ----------------------------------------------------------------------------------------------
+# random failures
+
+
+@pytest.mark.parametrize("after_store", [pytest.param(False, id="before-store"), pytest.param(True, id="after-store")])
+@pytest.mark.parametrize(
+    ("kind", "raised"),
+    [
+        pytest.param("429", SlackApiError, id="429"),
+        pytest.param("500", SlackApiError, id="500"),
+        pytest.param("503", SlackApiError, id="503"),
+        pytest.param("timeout", TimeoutError, id="timeout"),
+        pytest.param("drop", (RemoteDisconnected, ConnectionResetError), id="drop"),
+    ],
+)
+def test_each_random_kind_fails_the_request_before_or_after_it_took_effect(
+    fake_slack: FakeSlack, kind: str, raised: Any, after_store: bool
+) -> None:
+    client = client_for(fake_slack, timeout=0.2, retries=[])
+    fake_slack.fail_randomly(1.0, seed=1, kinds=[kind], after_store=1.0 if after_store else 0.0, delay=0.5, retry_after=3)
+
+    with pytest.raises(raised) as caught:
+        client.chat_postMessage(channel=CHANNEL, text="hello", metadata=METADATA)
+
+    if kind == "429":
+        assert caught.value.response.headers["Retry-After"] == "3"
+    elif kind in ("500", "503"):
+        assert caught.value.response.status_code == int(kind)
+    assert len(fake_slack.messages(CHANNEL)) == (1 if after_store else 0)
+    assert fake_slack.injected == [slack_fake.Injected("chat.postMessage", kind, after_store)]
+
+
+def test_random_failures_hit_about_the_rate_repeatably_and_only_the_methods_named() -> None:
+    def run(seed: int) -> tuple[list[bool], list[str]]:
+        with FakeSlack() as fake:
+            client = client_for(fake, retries=[])
+            fake.fail_randomly(0.3, seed=seed, kinds=["429", "500", "503"], methods=["chat.postMessage"])
+            outcomes = []
+            for i in range(200):
+                client.auth_test()  # never fails: not among the methods
+                try:
+                    client.chat_postMessage(channel=CHANNEL, text=f"m{i}")
+                    outcomes.append(True)
+                except SlackApiError:
+                    outcomes.append(False)
+            assert {injected.method for injected in fake.injected} == {"chat.postMessage"}
+            return outcomes, [injected.label for injected in fake.injected]
+
+    first, labels = run(seed=7)
+    assert run(seed=7) == (first, labels)
+    assert run(seed=8)[0] != first
+    assert 40 <= first.count(False) == len(labels) <= 80  # 60 expected
+    assert {label.split()[0] for label in labels} == {"429", "500", "503"}
+    assert any(label.endswith("after store") for label in labels) and any(" " not in label for label in labels)
+
+
+def test_queued_failures_come_first_and_a_rate_of_zero_stops_random_ones(fake_slack: FakeSlack) -> None:
+    client = client_for(fake_slack, retries=[])
+    fake_slack.fail_randomly(1.0, seed=1, kinds=["500"], after_store=0.0)
+    fake_slack.fail_next("chat.postMessage", ok_false="is_archived")
+
+    for error in ("is_archived", "fatal_error"):
+        with pytest.raises(SlackApiError, match=error):
+            client.chat_postMessage(channel=CHANNEL, text="hello")
+    fake_slack.fail_randomly(0)
+    client.chat_postMessage(channel=CHANNEL, text="hello")
+
+    assert [injected.kind for injected in fake_slack.injected] == ["ok_false", "500"]
+    assert fake_slack.injected_counts() == {"ok_false": 1, "500": 1}
+    assert [m["text"] for m in fake_slack.messages(CHANNEL)] == ["hello"]
+
+
+@pytest.mark.parametrize("bad", [{"rate": 1.5}, {"rate": 0.3, "kinds": ["418"]}, {"rate": 0.3, "kinds": []}, {"rate": 0.3, "after_store": -1}])
+def test_random_failures_refuse_nonsense(fake_slack: FakeSlack, bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="fail_randomly"):
+        fake_slack.fail_randomly(**bad)
+
+
+def test_all_messages_holds_replies_once(fake_slack: FakeSlack, client: WebClient) -> None:
+    parent = client.chat_postMessage(channel=CHANNEL, text="alert")["ts"]
+    client.chat_postMessage(channel=CHANNEL, text="reply", thread_ts=parent)
+    client.chat_postMessage(channel=CHANNEL, text="broadcast", thread_ts=parent, reply_broadcast=True)
+
+    assert [m["text"] for m in fake_slack.all_messages(CHANNEL)] == ["alert", "reply", "broadcast"]
+    assert [m["text"] for m in fake_slack.messages(CHANNEL)] == ["alert", "broadcast"]
+
+
+def test_recorded_sleeps_outside_pytest_records_the_retry_pause(fake_slack: FakeSlack) -> None:
+    client = client_for(fake_slack, retries=[RateLimitErrorRetryHandler(max_retry_count=1)])
+    fake_slack.fail_next("chat.postMessage", status=429, retry_after=5)
+
+    with slack_fake.recorded_sleeps() as recorded:
+        client.chat_postMessage(channel=CHANNEL, text="hello")
+
+    (pause,) = recorded
+    assert 5 <= pause < 6
+    assert builtin_handlers.time is time, "the real clock is back after the block"

@@ -160,6 +160,71 @@ def test_a_resent_reply_is_found_in_the_thread(fake_slack: FakeSlack) -> None:
     assert len(fake_slack.calls("chat.postMessage")) == 2  # the alert and one reply
 
 
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_an_error_answer_after_slack_stored_the_alert_is_found_not_posted_again(fake_slack: FakeSlack, sleeps: list[float], status: int) -> None:
+    fake_slack.fail_next("chat.postMessage", status=status, after_store=True)
+
+    receipt = make_sink(fake_slack).send("opened", _made(), delivery())
+
+    (message,) = fake_slack.messages(CHANNEL)
+    assert receipt == Receipt(CHANNEL, message["ts"])
+    # looked for before the retry, found: the SDK did not post it a second time, nor wait to
+    assert [r.method for r in fake_slack.requests] == ["conversations.history", "chat.postMessage", "conversations.history"]
+    assert sleeps == []
+
+
+def test_an_error_answer_after_slack_stored_a_reply_is_found_in_the_thread(fake_slack: FakeSlack) -> None:
+    sink = make_sink(fake_slack)
+    main = sink.send("opened", _made(), delivery())
+    fake_slack.fail_next("chat.postMessage", status=500, after_store=True)
+
+    receipt = sink.send("updated", _made(severity="critical"), delivery("7:updated:x:slack", thread=main))
+
+    _, reply = fake_slack.thread(CHANNEL, main.ts)
+    assert receipt == Receipt(CHANNEL, reply["ts"])
+    assert len(fake_slack.calls("chat.postMessage")) == 2  # the alert and one reply
+
+
+def test_an_error_answer_before_slack_stored_the_alert_is_retried_after_the_look(fake_slack: FakeSlack) -> None:
+    fake_slack.fail_next("chat.postMessage", status=500)
+
+    receipt = make_sink(fake_slack).send("opened", _made(), delivery())
+
+    (message,) = fake_slack.messages(CHANNEL)
+    assert receipt == Receipt(CHANNEL, message["ts"])
+    assert [r.method for r in fake_slack.requests] == ["conversations.history", "chat.postMessage", "conversations.history", "chat.postMessage"]
+
+
+def test_a_failed_look_before_a_retry_fails_the_send_and_the_next_send_finds_the_alert(fake_slack: FakeSlack) -> None:
+    sink = make_sink(fake_slack)
+    fake_slack.fail_next("conversations.history", delay=0.001)  # the look before the post: answered
+    fake_slack.fail_next("conversations.history", drop=True)  # the look before the retry: no answer
+    fake_slack.fail_next("chat.postMessage", status=500, after_store=True)
+
+    with pytest.raises(DeliveryError) as failed:
+        sink.send("opened", _made(), sent := delivery())
+    receipt = sink.send("opened", _made(), sent)
+
+    assert failed.value.retryable
+    (message,) = fake_slack.messages(CHANNEL)
+    assert receipt == Receipt(CHANNEL, message["ts"])
+    assert len(fake_slack.calls("chat.postMessage")) == 1
+
+
+@pytest.mark.parametrize("after_store", [pytest.param(True, id="after-store"), pytest.param(False, id="before-store")])
+def test_a_chart_share_answered_with_an_error_is_looked_for_before_it_is_repeated(fake_slack: FakeSlack, after_store: bool) -> None:
+    series = [[f"2026-07-{day:02d}", 200.0 + 100 * (day >= 9), 2.0, 100.0] for day in range(1, 11)]
+    fake_slack.fail_next("files.completeUploadExternal", status=500, after_store=after_store)
+
+    receipt = make_sink(fake_slack).send("opened", _made(series=series), delivery())
+
+    _, chart = fake_slack.thread(CHANNEL, receipt.ts)  # the alert and one chart
+    (file,) = fake_slack.files
+    assert [f["id"] for f in chart["files"]] == [file.id]
+    assert [share.thread_ts for share in file.shares] == [receipt.ts]
+    assert len(fake_slack.calls("files.completeUploadExternal")) == (1 if after_store else 2)
+
+
 def test_a_channel_name_is_resolved_by_the_first_post_and_checked_from_then_on(fake_slack: FakeSlack) -> None:
     sink = make_sink(fake_slack, channel="#media-alerts")
 

@@ -32,7 +32,10 @@ or ``conversations.replies`` of the thread for a reply. When one is found its re
 and nothing is posted. For the same reason the SDK's default ``ConnectionErrorRetryHandler`` is not
 installed: it would repost ``chat.postMessage`` at once after a dropped connection, without the
 check. Only 429 (after ``Retry-After``) and 500/503 answers are retried inside one send, at most
-``max_retries`` times; every other failure is left to the outbox's next delivery.
+``max_retries`` times, and a ``chat.postMessage`` only after the same check: an error answer can
+come after Slack stored the message, and when the check finds it, its receipt is the send's (the
+chart's ``files.completeUploadExternal`` likewise, looking for the file in the thread). Every
+other failure is left to the outbox's next delivery.
 
 **Channels.** Configure the channel ID (``C0ALERTS``): history, replies and updates need the ID.
 A ``#name`` works for posting, and the ID is learnt from the first ``chat.postMessage`` answer (or
@@ -53,13 +56,16 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import json
 import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
@@ -74,6 +80,7 @@ from anomaly.alerts.slack_message import (
     build_thread_reply,
     escape,
 )
+from anomaly.store import utcnow
 
 if TYPE_CHECKING:
     from anomaly.config import Config, SlackSinkConfig, SlackWebhookSinkConfig
@@ -103,10 +110,21 @@ FIXES: dict[str, str] = {
 _SCOPES = "chat:write and channels:history (groups:history for a private channel)"
 #: errors that mean the incident's main message (or its thread) no longer exists
 _GONE = frozenset({"message_not_found", "thread_not_found"})
+#: the methods whose request can take effect and still be answered with an error: never repeated
+#: before a look for what it made
+_CREATES = ("chat.postMessage", "files.completeUploadExternal")
 
 
 class _MainMessageGone(Exception):
     """The main message named by ``delivery.thread`` was deleted: post a new one."""
+
+
+class _AlreadyPosted(Exception):
+    """A message (a post, or a shared file) answered with an error was made all the same: here is its receipt."""
+
+    def __init__(self, receipt: Receipt):
+        super().__init__(receipt.ts)
+        self.receipt = receipt
 
 
 class SlackSink:
@@ -116,7 +134,7 @@ class SlackSink:
         self.settings = settings
         self.config = config
         self.name = settings.name
-        self.client = client or _make_client(settings)
+        self.client = client or _make_client(settings, self._check_made)
         # the channel ID, once known: configured, or learnt from an answer or a receipt
         self._channel_id: str | None = settings.channel if is_channel_id(settings.channel) else None
         if self._channel_id is None:
@@ -188,7 +206,7 @@ class SlackSink:
         """Post a top-level message, unless the channel already holds the one for this delivery;
         with an alert's ``payload``, its chart goes in the new message's thread."""
         if delivery is not None and self._channel_id is not None:
-            found = self._find_in_history(delivery)
+            found = self._find_in_history(delivery.key, delivery.created_at)
             if found is not None:
                 return found
         receipt = self._post(message, delivery, self._channel_id or self.settings.channel)
@@ -211,6 +229,8 @@ class SlackSink:
                 channel=receipt.channel, thread_ts=receipt.ts, file=png, filename=f"incident-{payload.get('incident_id', 'chart')}.png",
                 title="Cost per lead by day, against baseline",
             )
+        except _AlreadyPosted:
+            return  # shared all the same, despite an error answer
         except Exception as exc:  # noqa: BLE001 - any failure of the upload leaves the alert as it is
             log.warning("chart for incident %s not uploaded to %s: %s", payload.get("incident_id"), receipt.channel, type(exc).__name__)
 
@@ -228,24 +248,65 @@ class SlackSink:
             event_payload = {"key": delivery.key, "incident_id": delivery.incident_id}
             kwargs["metadata"] = {"event_type": EVENT_TYPE, "event_payload": event_payload}
         kwargs["channel"] = channel
-        response = self._call("chat.postMessage", channel, self.client.chat_postMessage, kwargs, in_thread=thread_ts is not None)
+        try:
+            response = self._call("chat.postMessage", channel, self.client.chat_postMessage, kwargs, in_thread=thread_ts is not None)
+        except _AlreadyPosted as stored:
+            return stored.receipt
         return Receipt(channel=response["channel"], ts=response["ts"])
 
-    def _find_in_history(self, delivery: Delivery) -> Receipt | None:
+    def _check_made(self, method: str, data: bytes) -> None:
+        """Before a request of ``_CREATES`` (its body ``data``) is retried after an error answer:
+        raise _AlreadyPosted when Slack made its message all the same. A look that fails raises
+        DeliveryError: nothing is repeated unchecked, and for a post the outbox's next delivery
+        looks again."""
+        try:
+            if method == "chat.postMessage":
+                found = self._posted(json.loads(data or b"{}"))
+            else:
+                found = self._shared(dict(parse_qsl(data.decode("utf-8"))))
+        except _MainMessageGone:
+            raise DeliveryError(f"Slack {method} failed (its thread is gone); will retry", retryable=True) from None
+        if found is not None:
+            raise _AlreadyPosted(found)
+
+    def _posted(self, body: dict[str, Any]) -> Receipt | None:
+        """The message that a ``chat.postMessage`` ``body`` asked for, by its key: in its thread, or
+        in the channel since shortly before now."""
+        key, channel = _key_of(body), str(body.get("channel") or "")
+        if key is None or not is_channel_id(channel):
+            return None  # nothing to look for, or nowhere (a #name, until its ID is known): repeated as before
+        if body.get("thread_ts"):
+            return self._find_reply(key, Receipt(channel, str(body["thread_ts"])))
+        return self._find_in_history(key, utcnow())
+
+    def _shared(self, form: dict[str, str]) -> Receipt | None:
+        """The message that shares the file of a ``files.completeUploadExternal`` ``form`` in its thread."""
+        files = {file.get("id") for file in json.loads(form.get("files") or "[]")}
+        channel, thread_ts = form.get("channel_id", ""), form.get("thread_ts")
+        if not thread_ts or not is_channel_id(channel):
+            return None
+        return self._find_in_thread(Receipt(channel, thread_ts), lambda message: bool(files & {f.get("id") for f in message.get("files") or []}))
+
+    def _find_in_history(self, key: str, since: dt.datetime | None) -> Receipt | None:
+        """The channel's message with ``key``, posted no earlier than ``HISTORY_MARGIN`` before ``since``."""
         channel = self._channel_id
         params: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": PAGE_SIZE}
-        if delivery.created_at is not None:
-            params["oldest"] = f"{_unix(delivery.created_at - HISTORY_MARGIN):.6f}"
+        if since is not None:
+            params["oldest"] = f"{_unix(since - HISTORY_MARGIN):.6f}"
         for message in self._pages("conversations.history", channel, self.client.conversations_history, params):
-            if _key_of(message) == delivery.key:
+            if _key_of(message) == key:
                 return Receipt(channel=channel, ts=message["ts"])
         return None
 
     def _find_reply(self, key: str, thread: Receipt) -> Receipt | None:
+        return self._find_in_thread(thread, lambda message: _key_of(message) == key)
+
+    def _find_in_thread(self, thread: Receipt, matches: Callable[[dict], bool]) -> Receipt | None:
+        """The first reply in ``thread`` that ``matches``."""
         params = {"channel": thread.channel, "ts": thread.ts, "include_all_metadata": True, "limit": PAGE_SIZE}
         replies = self._pages("conversations.replies", thread.channel, self.client.conversations_replies, params, in_thread=True)
         for message in replies:
-            if _key_of(message) == key and message["ts"] != thread.ts:
+            if message["ts"] != thread.ts and matches(message):
                 return Receipt(channel=thread.channel, ts=message["ts"])
         return None
 
@@ -295,7 +356,7 @@ def is_channel_id(channel: str) -> bool:
     return bool(_CHANNEL_ID.fullmatch(channel))
 
 
-def _make_client(settings: SlackSinkConfig) -> WebClient:
+def _make_client(settings: SlackSinkConfig, check_made: Callable[[str, bytes], None]) -> WebClient:
     base_url = settings.base_url or WebClient.BASE_URL
     return WebClient(
         token=settings.token.get_secret_value(),
@@ -303,10 +364,36 @@ def _make_client(settings: SlackSinkConfig) -> WebClient:
         timeout=settings.timeout_seconds,
         # no ConnectionErrorRetryHandler: a repost after a dropped connection can duplicate a message
         retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=settings.max_retries),
-            ServerErrorRetryHandler(max_retry_count=settings.max_retries),
+            _CheckedRetry(RateLimitErrorRetryHandler(max_retry_count=settings.max_retries), check_made),
+            _CheckedRetry(ServerErrorRetryHandler(max_retry_count=settings.max_retries), check_made),
         ],
     )
+
+
+class _CheckedRetry(RetryHandler):
+    """``handler``'s retries, except that a request of ``_CREATES`` is repeated only once
+    ``check_made`` (given the method and the request's body) has not raised: Slack can store a
+    message and still answer 500, and a blind repeat would post it twice."""
+
+    def __init__(self, handler: RetryHandler, check_made: Callable[[str, bytes], None]):
+        super().__init__(handler.max_retry_count, handler.interval_calculator)
+        self.handler = handler
+        self.check_made = check_made
+
+    def can_retry(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None, error: Exception | None = None
+    ) -> bool:
+        if not self.handler.can_retry(state=state, request=request, response=response, error=error):
+            return False
+        method = request.url.rsplit("/", 1)[-1]
+        if method in _CREATES:
+            self.check_made(method, request.data or b"")  # raises when the request must not be repeated
+        return True
+
+    def prepare_for_next_attempt(
+        self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None, error: Exception | None = None
+    ) -> None:
+        self.handler.prepare_for_next_attempt(state=state, request=request, response=response, error=error)
 
 
 def _key_of(message: dict) -> str | None:
@@ -334,6 +421,34 @@ WEBHOOK_FIXES: dict[str, str] = {
 }
 
 
+class _Redact(logging.Filter):
+    """Writes ``label`` in place of a secret (as it is, or URL-quoted) in every record it sees."""
+
+    def __init__(self, secret: str, label: str):
+        super().__init__()
+        self.forms = sorted({secret, quote(secret, safe=""), quote(secret)}, key=len, reverse=True)
+        self.label = label
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(form in text for form in self.forms):
+            for form in self.forms:
+                text = text.replace(form, self.label)
+            record.msg, record.args = text, ()
+        return True
+
+
+def _redacting_logger(secret: str, label: str) -> logging.Logger:
+    """A logger for the SDK's client that names ``secret`` by ``label``: slack_sdk's webhook client
+    logs the URL it posts to (each request at DEBUG, each retry at INFO, a bad URL at ERROR). It is
+    this sink's own, not registered by name, so that no filter piles up on a shared logger; its
+    records go on to this module's logger and the handlers above it."""
+    logger = logging.Logger(f"{__name__}.webhook")
+    logger.parent = log
+    logger.addFilter(_Redact(secret, label))
+    return logger
+
+
 class SlackWebhookSink:
     """Posts each notification as a message of its own through an incoming webhook.
 
@@ -353,6 +468,7 @@ class SlackWebhookSink:
                 RateLimitErrorRetryHandler(max_retry_count=settings.max_retries),
                 ServerErrorRetryHandler(max_retry_count=settings.max_retries),
             ],
+            logger=_redacting_logger(settings.url.get_secret_value(), f"<webhook of {self.name}>"),
         )
 
     def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> None:
