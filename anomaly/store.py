@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,20 +252,63 @@ class StoreError(AnomalyError):
     """The store cannot be used (unreachable database, a schema from a newer version)."""
 
 
+#: a password given in the query of a PostgreSQL URL, as libpq (and so psycopg) reads it
+_PASSWORD_PARAMETER = re.compile(r"([?&](?:password|sslpassword)=)[^&#]*", re.IGNORECASE)
+_MISREAD_PASSWORD = (
+    "the URL does not read as meant: its user name or password seems to hold an '@' that must be percent-encoded "
+    "(%40; also ':' as %3A and '/' as %2F)"
+)
+
+
+def describe_url(url: str) -> str:
+    """A database URL with its password hidden, for messages: the password of the user info, also
+    one holding an '@' that was not percent-encoded, and a password in the query (``?password=``)."""
+    scheme, _, rest = url.partition("://")
+    if rest.count("@") > 1:
+        # read up to the last '@' as the user info: read up to the first, as URL parsers do, the
+        # rest of such a password would show as the host or the database
+        userinfo, _, location = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        return f"{scheme}://{user}{':***' if colon else ''}@" + _PASSWORD_PARAMETER.sub(r"\1***", location)
+    try:
+        rendered = sa.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        return f"{scheme}://… (a URL that does not parse)"
+    return _PASSWORD_PARAMETER.sub(r"\1***", rendered)
+
+
+def _password_misread(url: str) -> bool:
+    """Whether the URL parser reads a password other than the one up to the last '@': a password
+    holding an '@' that was not percent-encoded, the rest of it taken for the host or the database."""
+    rest = url.partition("://")[2]
+    if rest.count("@") < 2:
+        return False
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return True
+    return parsed.password is not None and parsed.password != rest.rpartition("@")[0].partition(":")[2]
+
+
 class Store:
     """All persistence. Construct with a SQLAlchemy URL; call ``migrate()`` once before use."""
 
     def __init__(self, url: str, *, engine: Engine | None = None):
         self.url = url
-        self.engine = engine or make_engine(url)
+        try:
+            self.engine = engine or make_engine(url)
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            # the parser's own message quotes the part it could not read, which may be a password's
+            reason = _MISREAD_PASSWORD if _password_misread(url) else exc
+            raise StoreError(f"cannot use the store URL {describe_url(url)}: {reason}") from None
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     def describe(self) -> str:
-        """The URL with any password hidden, for messages."""
-        return sa.make_url(self.url).render_as_string(hide_password=True)
+        """The URL with any password hidden, for messages (see ``describe_url``)."""
+        return describe_url(self.url)
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -290,7 +334,9 @@ class Store:
                     _MIGRATIONS[version](conn)
                     conn.execute(schema_version.update().values(version=version))
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open the store at {self.describe()}: {exc.orig}") from None
+            # with a misread password, the driver's message names a piece of it as the host
+            reason = _MISREAD_PASSWORD if _password_misread(self.url) else exc.orig
+            raise StoreError(f"cannot open the store at {self.describe()}: {reason}") from None
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -761,7 +807,8 @@ def _explain_failure(context) -> None:  # noqa: ANN001 - sqlalchemy.engine.Excep
     text = str(original).lower()
     for symptom, meaning in _FAILURES:
         if symptom in text:
-            where = context.engine.url.render_as_string(hide_password=True) if context.engine is not None else "the store"
+            # hide_password alone would show a password given in the URL's query
+            where = describe_url(context.engine.url.render_as_string(hide_password=False)) if context.engine is not None else "the store"
             first_line = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
             raise StoreError(f"the store at {where} could not be written: {meaning} ({first_line}); nothing of this write was kept") from None
 

@@ -19,8 +19,12 @@ from anomaly.alerts.slack_message import (
     SlackMessage,
     build_alert,
     build_group,
+    build_group_reminder,
+    build_group_reply,
+    build_reminder_reply,
     build_thread_reply,
     escape,
+    one_line,
 )
 from anomaly.config import Config, PartyConfig, load_config
 from anomaly.errors import AnomalyError
@@ -412,4 +416,51 @@ def test_forty_incidents_of_one_account_make_one_grouped_message(config):
     assert _by_type(message, "section")[1]["text"]["text"] == "*Total excess:* ~$82,000 estimated across 40 incidents"
     assert _by_type(message, "context")[0]["elements"][0]["text"].startswith("cpl-spike-1d · cost_per_lead · critical · incidents 140, 139")
     assert message.text == "[CRITICAL] 40 cost-per-lead incidents — Acme Clinics: excess ~$82,000 in all"
+    assert_within_limits(message)
+
+
+def test_a_line_break_or_bidi_control_in_a_name_never_starts_or_reverses_a_line():
+    name = "Brand\n> *Next step:* wire the budget\r\n• fake line\u2028x\u0085y\t\x00\u202eesrever\u202c \u2066iso\u2069"
+    payload = _made(campaign_name=name, account_name=name, changes=[_change(user_email=name, changed_fields=name)])
+    messages = [
+        build_alert("opened", payload),
+        build_thread_reply("updated", payload),
+        build_group([payload, {**payload, "incident_id": 8}]),
+        build_group_reply("reminder", payload),
+    ]
+
+    for message in messages:
+        text = json.dumps(message.as_kwargs(), ensure_ascii=False)
+        for forbidden in ("\\n&gt;", "\\n>", "\\n*Next step:* wire", "\\n• fake", "\\r", "\u2028", "\u0085", "\\t", "\\u0000", "\u202e", "\u2066"):
+            assert forbidden not in text, forbidden
+    flat = "Brand &gt; *Next step:* wire the budget • fake line x y esrever iso"
+    assert f"— {flat} / {flat}: excess ~$600" in messages[0].text
+    header = _by_type(messages[0], "header")[0]["text"]["text"]
+    assert header.startswith("Cost per lead 4.0× baseline — Brand › *Next step:* wire the budget • fake line x y esrever iso / Brand ›")
+    assert one_line("left\u200fright\u200b") == "left\u200fright\u200b"  # marks and zero-width characters reorder nothing
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda p: build_alert("opened", p), id="alert"),
+        pytest.param(lambda p: build_thread_reply("updated", p), id="thread-reply"),
+        pytest.param(lambda p: build_reminder_reply(p), id="reminder"),
+        pytest.param(lambda p: build_group_reply("updated", p), id="group-reply"),
+        pytest.param(lambda p: build_group_reply("reminder", p), id="group-reminder-reply"),
+        pytest.param(lambda p: build_group([p, {**p, "incident_id": 8}]), id="group"),
+        pytest.param(lambda p: build_group_reminder([p, {**p, "incident_id": 8}]), id="group-reminder"),
+    ],
+)
+def test_names_that_fill_a_message_never_cut_the_routes_mentions(build):
+    huge = "<!channel>" * 800
+    payload = _made(
+        account_name=huge, campaign_name=huge, currency=huge, family="spend", metric="spend", rule=huge,
+        managing_party=huge, changes=[_change(party=huge)], mentions=["U0DANA1", "here"],
+    )
+    message = build(payload)
+
+    assert message.text.endswith("<@U0DANA1> <!here>")
+    sections = [b["text"]["text"] for b in _by_type(message, "section") if "text" in b]
+    assert any(text.endswith("<@U0DANA1> <!here>") for text in sections)
     assert_within_limits(message)

@@ -479,3 +479,61 @@ def test_a_version_7_store_gains_acknowledgements_and_group_keys(store: Store) -
     assert store.acknowledge(item.incident_id, "slack:U0DANA (Dana)")["acknowledged_by"] == "slack:U0DANA (Dana)"
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION
+
+
+# -- the password stays out of messages -----------------------------------------------------------
+
+SECRET = "Pw-7f3a9c2e"
+
+
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [
+        pytest.param(f"postgresql+psycopg://ads:{SECRET}@db.example:5432/ads", "postgresql+psycopg://ads:***@db.example:5432/ads", id="user-info"),
+        pytest.param(
+            f"postgresql+psycopg://ads@db.example/ads?sslmode=require&password={SECRET}&sslpassword={SECRET}",
+            "postgresql+psycopg://ads@db.example/ads?password=***&sslmode=require&sslpassword=***",
+            id="query",
+        ),
+        pytest.param(f"postgresql+psycopg://ads:{SECRET}@x/y@db.example/ads", "postgresql+psycopg://ads:***@db.example/ads", id="raw-at-and-slash"),
+        pytest.param(f"postgresql+psycopg://ads:{SECRET}@x#y?z@db.example:5432/ads", "postgresql+psycopg://ads:***@db.example:5432/ads", id="raw-at-hash-question"),
+        pytest.param("postgresql+psycopg://ads@corp:pw@db.example/ads", "postgresql+psycopg://ads@corp:***@db.example/ads", id="at-in-the-user-name"),
+        pytest.param("sqlite:////srv/anomaly/anomaly.db", "sqlite:////srv/anomaly/anomaly.db", id="sqlite"),
+    ],
+)
+def test_describe_hides_the_password_wherever_the_url_holds_it(url: str, described: str) -> None:
+    assert Store(url).describe() == described
+
+
+def test_an_unreachable_store_names_it_without_the_password() -> None:
+    with pytest.raises(StoreError) as raised:
+        Store(f"postgresql+psycopg://ads:{SECRET}@127.0.0.1:1/ads?password={SECRET}").migrate()
+    assert str(raised.value).startswith("cannot open the store at postgresql+psycopg://ads:***@127.0.0.1:1/ads?password=***: ")
+    assert "Pw-" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("postgresql+psycopg://ads:Pw@7f3a@127.0.0.1:1/ads", id="the-rest-read-as-the-host"),
+        pytest.param("postgresql+psycopg://ads:Pw@7f3a:99@127.0.0.1:1/ads", id="the-rest-read-as-a-port"),
+    ],
+)
+def test_a_password_with_a_raw_at_sign_is_named_as_the_problem_never_quoted(url: str) -> None:
+    with pytest.raises(StoreError) as raised:
+        Store(url).migrate()
+    message = str(raised.value)
+    assert "postgresql+psycopg://ads:***@127.0.0.1:1/ads: the URL does not read as meant" in message
+    assert "percent-encoded (%40" in message and "7f3a" not in message
+
+
+def test_a_store_failure_that_needs_someone_to_act_names_the_store_without_the_password() -> None:
+    from types import SimpleNamespace
+
+    from anomaly.store import _explain_failure
+
+    url = sa.make_url(f"postgresql+psycopg://ads:{SECRET}@db.example/ads?password={SECRET}")
+    context = SimpleNamespace(original_exception=Exception("canceling statement due to lock timeout"), engine=SimpleNamespace(url=url))
+    with pytest.raises(StoreError) as raised:
+        _explain_failure(context)
+    assert str(raised.value).startswith("the store at postgresql+psycopg://ads:***@db.example/ads?password=*** could not be written: ")

@@ -2,12 +2,14 @@
 grouped message when an account opens many incidents in one cycle.
 
 Names of accounts, campaigns, users and parties, changed values, rule names and currency codes are
-untrusted: a campaign called ``<!channel>`` must not ping a channel, and ``<https://x|Budget>``
-must not become a disguised link. Every such text is escaped before it reaches a ``mrkdwn`` field
-(``&``, ``<`` and ``>`` only, ``&`` first), and angle brackets are replaced by look-alikes in
-``plain_text`` fields. Block Kit limits (150-character header, 3,000-character section text, 10
-fields of 2,000 characters, 50 blocks, 4,000-character fallback text) are met by construction:
-long texts are cut, never rejected, and never inside an escape sequence.
+untrusted: a campaign called ``<!channel>`` must not ping a channel, ``<https://x|Budget>`` must
+not become a disguised link, and a line break in a name must not start a line that looks like
+ours. Every such text is kept on one line (line breaks and control characters become spaces,
+bidirectional controls are dropped) and escaped before it reaches a ``mrkdwn`` field (``&``, ``<``
+and ``>`` only, ``&`` first); in ``plain_text`` fields angle brackets become look-alikes. Block Kit
+limits (150-character header, 3,000-character section text, 10 fields of 2,000 characters, 50
+blocks, 4,000-character fallback text) are met by construction: long texts are cut, never
+rejected, never inside an escape sequence, and never so that a route's mentions are lost.
 
 The blocks are built with ``slack_sdk.models.blocks`` and serialised with ``to_dict()``, which
 runs the SDK's own validators. Nothing here sends anything; a sink passes
@@ -74,8 +76,28 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+#: line breaks and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+#: bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069); the marks
+#: U+200E and U+200F, which reorder nothing beyond themselves, stay
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """Untrusted text kept on its line: each run of line breaks and other control characters
+    becomes one space, so that a name cannot start a line of its own in a message (a second
+    "Next step", a quote, a list item); bidirectional controls are dropped, since one would also
+    reverse the text of ours that follows it on the line."""
+    return _CONTROLS.sub(" ", _BIDI_CONTROLS.sub("", text))
+
+
+def _untrusted(text: str) -> str:
+    """Untrusted text for mrkdwn: kept on one line (``one_line``), then escaped (``escape``)."""
+    return escape(one_line(text))
+
+
 def _plain(text: str) -> str:
-    """Untrusted text for a plain_text field.
+    """Untrusted text for a plain_text field, kept on one line (``one_line``).
 
     Slack parses markup, mentions such as ``<!channel>`` and ``<url|label>`` links included, only
     in ``mrkdwn`` text objects (Block Kit reference, "Text object": the text "accepts any of the
@@ -83,7 +105,7 @@ def _plain(text: str) -> str:
     takes no entity escaping and shows no live mention. Angle brackets still become look-alikes
     (‹ ›) so that no control sequence travels in the message at all, whatever renders it.
     """
-    return text.replace("<", "‹").replace(">", "›")
+    return one_line(text).replace("<", "‹").replace(">", "›")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -172,7 +194,7 @@ def _month_day(value: str, now: dt.date) -> str:
 
 
 def _money(amount: float | None, currency: str) -> str:
-    return escape(money(amount, currency))
+    return _untrusted(money(amount, currency))
 
 
 def _leads(value: float) -> str:
@@ -248,11 +270,17 @@ def build_alert(
     return _message(_with_mentions(_alert_text(event, payload, name), mentions), blocks)
 
 
-def _with_mentions(text: str, mentions: str) -> str:
-    """``text`` ending in the mentions, which a cut never removes."""
+def _with_mentions(text: str, mentions: str, limit: int = TEXT_CHARS) -> str:
+    """``text`` ending in the mentions, within ``limit`` characters: a cut shortens the text (which
+    may hold long names), never the mentions."""
     if not mentions:
-        return text
-    return _clip(text, TEXT_CHARS - len(mentions) - 1) + " " + mentions
+        return _clip(text, limit)
+    return _clip(text, limit - len(mentions) - 1) + " " + mentions
+
+
+def _reply(text: str, mentions: str = "") -> SlackMessage:
+    """A one-section message of ``text`` ending in ``mentions``, in the section and the fallback."""
+    return _message(_with_mentions(text, mentions), [_section(_with_mentions(text, mentions, SECTION_CHARS))])
 
 
 def _alert_fields(payload: dict, name: Namer, now: dt.date) -> list[MarkdownTextObject]:
@@ -267,7 +295,7 @@ def _alert_fields(payload: dict, name: Namer, now: dt.date) -> list[MarkdownText
     excess = f"~{_money(payload['excess_cost'], currency)} estimated"
     shares = _by_party(payload)
     if len(shares) > 1:
-        excess += "\n" + " · ".join(f"{escape(name(party))} {_money(amount, currency)}" for party, amount in shares)
+        excess += "\n" + " · ".join(f"{_untrusted(name(party))} {_money(amount, currency)}" for party, amount in shares)
     detected = payload["detected_on"]
     same_day = "detected the same day" if detected == payload["onset"] else f"detected {_day(detected, now)}"
     return [
@@ -281,7 +309,7 @@ def _alert_fields(payload: dict, name: Namer, now: dt.date) -> list[MarkdownText
 
 
 def _managed_by(payload: dict, name: Namer, now: dt.date) -> str:
-    managing = escape(name(payload["managing_party"]))
+    managing = _untrusted(name(payload["managing_party"]))
     since = payload.get("party_since")
     if not since:
         return managing
@@ -296,12 +324,12 @@ def _managed_by(payload: dict, name: Namer, now: dt.date) -> str:
 
 
 def _severity(payload: dict, now: dt.date) -> str:
-    severity = escape(payload["severity"].capitalize())
+    severity = _untrusted(payload["severity"].capitalize())
     opening = payload.get("opening_severity") or payload["severity"]
     if opening == payload["severity"]:
         return severity
     since = f" since {_day(payload['critical_on'], now)}" if payload.get("critical_on") else ""
-    return f"{severity}{since} (opened as {escape(opening)})"
+    return f"{severity}{since} (opened as {_untrusted(opening)})"
 
 
 def _window(config: Config | None) -> str:
@@ -326,16 +354,14 @@ def _change_line(change: dict, name: Namer) -> str:
     at = dt.datetime.fromisoformat(change["changed_at"])
     who = change["user_email"] or change.get("client_type") or "no user"
     what = " ".join(filter(None, [change["resource_type"], change["operation"], change["changed_fields"]]))
-    return f"• {at:%a %b} {at.day} {at:%H:%M} · {escape(who)} ({escape(name(change['party']))}): {escape(what)}"
+    return f"• {at:%a %b} {at.day} {at:%H:%M} · {_untrusted(who)} ({_untrusted(name(change['party']))}): {_untrusted(what)}"
 
 
 def _next_step_text(payload: dict, name: Namer, resolved: bool, campaign_url: str | None, now: dt.date, mentions: str = "") -> str:
     if resolved:
         text = f"*Resolved* {_day(payload.get('resolved_on'), now)}"
     else:
-        text = f"*Next step:* {escape(next_step(payload, name))}"
-        if mentions:
-            text += f" {mentions}"
+        text = _with_mentions(f"*Next step:* {_untrusted(next_step(payload, name))}", mentions, SECTION_CHARS)
     if campaign_url:
         link = _link(campaign_url, LINK_LABEL)
         if len(text) + 1 + len(link) <= SECTION_CHARS:  # a cut link would be broken: leave it out
@@ -345,22 +371,22 @@ def _next_step_text(payload: dict, name: Namer, resolved: bool, campaign_url: st
 
 def _rule_line(payload: dict) -> str:
     parts = [payload["rule"], payload["family"], payload["severity"], f"incident {payload.get('incident_id', '?')}"]
-    return " · ".join(escape(str(part)) for part in parts)
+    return " · ".join(_untrusted(str(part)) for part in parts)
 
 
 def _where_line(payload: dict) -> str:
     """The full names and ids, which a long name may have cut from the header."""
-    account = f"{escape(payload['account_name'])} ({escape(payload['account_id'])})"
+    account = f"{_untrusted(payload['account_name'])} ({_untrusted(payload['account_id'])})"
     if not payload["campaign_id"]:
         return f"{account} / all campaigns of the account"
-    return f"{account} / {escape(payload['campaign_name'])} ({escape(payload['campaign_id'])})"
+    return f"{account} / {_untrusted(payload['campaign_name'])} ({_untrusted(payload['campaign_id'])})"
 
 
 def _alert_text(event: str, payload: dict, name: Namer) -> str:
     """One line for notifications: ``[CRITICAL] <headline>: excess ~$1,383, managed by Beacon Reach``."""
     excess = _money(payload["excess_cost"], payload["currency"])
-    managing = escape(name(payload["managing_party"]))
-    return f"{escape(label(event, payload))} {escape(headline(payload))}: excess ~{excess}, managed by {managing}"
+    managing = _untrusted(name(payload["managing_party"]))
+    return f"{_untrusted(label(event, payload))} {_untrusted(headline(payload))}: excess ~{excess}, managed by {managing}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,20 +394,24 @@ def _alert_text(event: str, payload: dict, name: Namer) -> str:
 
 
 def build_thread_reply(event: str, payload: dict, config: Config | None = None) -> SlackMessage:
-    """The short reply in the alert's thread when an incident worsens (``updated``) or resolves."""
+    """The short reply in the alert's thread when an incident worsens (``updated``, with the
+    route's mentions) or resolves."""
+    return _reply(_reply_line(event, payload, config), mention_text(payload) if event == "updated" else "")
+
+
+def _reply_line(event: str, payload: dict, config: Config | None) -> str:
+    """A thread reply's text, without mentions."""
     if event not in ("updated", "resolved"):
         raise AnomalyError(f"a thread reply is for an 'updated' or 'resolved' incident, got event {event!r}")
     name = _namer(config)
     currency = payload["currency"]
     excess = _money(payload["excess_cost"], currency)
     if event == "updated":
-        worse = escape(how_worse(payload))
-        text = _with_mentions(f"{worse[0].upper()}{worse[1:]}: {escape(lower_first(what_happened(payload)))}, excess ~{excess} so far", mention_text(payload))
-    else:
-        now = _date(payload.get("resolved_on")) or _date(payload["detected_on"]) or dt.date.today()
-        shares = "".join(f", {_money(amount, currency)} under {escape(name(party))}" for party, amount in _by_party(payload))
-        text = f"Resolved on {_day(payload.get('resolved_on'), now)}: excess ~{excess} in all{shares}"
-    return _message(text, [_section(text)])
+        worse = _untrusted(how_worse(payload))
+        return f"{worse[0].upper()}{worse[1:]}: {_untrusted(lower_first(what_happened(payload)))}, excess ~{excess} so far"
+    now = _date(payload.get("resolved_on")) or _date(payload["detected_on"]) or dt.date.today()
+    shares = "".join(f", {_money(amount, currency)} under {_untrusted(name(party))}" for party, amount in _by_party(payload))
+    return f"Resolved on {_day(payload.get('resolved_on'), now)}: excess ~{excess} in all{shares}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,11 +430,11 @@ def build_group(payloads: list[dict], config: Config | None = None) -> SlackMess
     blocks: list[Block] = [
         _header(title),
         _section(_group_lines(ordered)),
-        _section(f"*Total excess:* ~{total} estimated across {len(ordered)} incidents" + (f" {mentions}" if mentions else "")),
+        _section(_with_mentions(f"*Total excess:* ~{total} estimated across {len(ordered)} incidents", mentions, SECTION_CHARS)),
         *(_group_actions(ordered) if interactive(config) else []),
         _context(_group_context(ordered, worst)),
     ]
-    return _message(_with_mentions(f"[{escape(worst.upper())}] {escape(title)}: excess ~{total} in all", mentions), blocks)
+    return _message(_with_mentions(f"[{_untrusted(worst.upper())}] {_untrusted(title)}: excess ~{total} in all", mentions), blocks)
 
 
 def _group_mentions(payloads: list[dict]) -> str:
@@ -422,7 +452,7 @@ def build_group_reminder(payloads: list[dict], config: Config | None = None) -> 
     count = len(ordered)
     text = f"{REMINDER_LEAD}: {count} incident{'s' if count != 1 else ''} of this group, excess ~{_total_excess(ordered)} so far"
     mentions = _group_mentions(ordered)
-    return _message(_with_mentions(text, mentions), [_section(f"{text}" + (f" {mentions}" if mentions else "")), _section(_group_lines(ordered))])
+    return _message(_with_mentions(text, mentions), [_section(_with_mentions(text, mentions, SECTION_CHARS)), _section(_group_lines(ordered))])
 
 
 def _group_title(payloads: list[dict]) -> str:
@@ -444,15 +474,15 @@ def _group_lines(payloads: list[dict]) -> str:
 
 
 def _group_line(payload: dict) -> str:
-    campaign = escape(_clip_plain(payload["campaign_name"], GROUP_NAME_CHARS))
-    what = escape(lower_first(what_happened(payload)))
+    campaign = _untrusted(_clip_plain(payload["campaign_name"], GROUP_NAME_CHARS))
+    what = _untrusted(lower_first(what_happened(payload)))
     excess = _money(payload["excess_cost"], payload["currency"])
-    return f"• {campaign}: {what}, excess ~{excess} ({escape(payload['severity'])})"
+    return f"• {campaign}: {what}, excess ~{excess} ({_untrusted(payload['severity'])})"
 
 
 def _total_excess(payloads: list[dict]) -> str:
     """``total_excess``, escaped (currency codes come from data)."""
-    return escape(total_excess(payloads))
+    return _untrusted(total_excess(payloads))
 
 
 def _group_context(payloads: list[dict], worst: str) -> str:
@@ -460,7 +490,7 @@ def _group_context(payloads: list[dict], worst: str) -> str:
     families = ", ".join(sorted({p["family"] for p in payloads}))
     ids = [str(p["incident_id"]) for p in payloads if p.get("incident_id") is not None]
     parts = [rules, families, worst] + ([f"incidents {', '.join(ids)}"] if ids else [])
-    return " · ".join(escape(part) for part in parts)
+    return " · ".join(_untrusted(part) for part in parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -474,31 +504,27 @@ def build_reminder_reply(payload: dict, config: Config | None = None, *, standal
     ``Still open and not acknowledged: cost per lead 5.6× baseline, excess ~$2,140 so far`` and the
     route's mentions. ``standalone``: a message outside the alert's thread (an incoming webhook),
     which therefore also says where (``… 5.6× baseline — Harbor Dental Group / Generic - Leads``)."""
-    text = _with_mentions(_reminder_line(payload, standalone), mention_text(payload))
-    return _message(text, [_section(text)])
+    return _reply(_reminder_line(payload, standalone), mention_text(payload))
 
 
 def _reminder_line(payload: dict, standalone: bool = False) -> str:
     excess = _money(payload["excess_cost"], payload["currency"])
     what = headline(payload) if standalone else lower_first(what_happened(payload))
-    return f"{REMINDER_LEAD}: {escape(what)}, excess ~{excess} so far"
+    return f"{REMINDER_LEAD}: {_untrusted(what)}, excess ~{excess} so far"
 
 
 def build_group_reply(event: str, payload: dict, config: Config | None = None) -> SlackMessage:
     """A reply in a grouped message's thread about one of its incidents (``updated``,
     ``resolved`` or ``reminder``), naming the campaign, since the grouped message lists many:
     ``*Generic - Leads*: Now critical: cost per lead 6.8× baseline, excess ~$3,839 so far``."""
-    if event == "reminder":
-        text = _with_mentions(_reminder_line(payload), mention_text(payload))
-    else:
-        text = build_thread_reply(event, payload, config).text
+    line = _reminder_line(payload) if event == "reminder" else _reply_line(event, payload, config)
+    mentions = mention_text(payload) if event in ("reminder", "updated") else ""
     name = payload["campaign_name"] if payload.get("campaign_id") else f"{payload['account_name']} (all campaigns)"
-    where = f"*{escape(_clip_plain(name, GROUP_NAME_CHARS))}*"
+    where = f"*{_untrusted(_clip_plain(name, GROUP_NAME_CHARS))}*"
     incident = payload.get("incident_id")
     if incident is not None:
-        where += f" (incident {escape(str(incident))})"
-    text = f"{where}: {text}"
-    return _message(text, [_section(text)])
+        where += f" (incident {_untrusted(str(incident))})"
+    return _reply(f"{where}: {line}", mentions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,7 +554,7 @@ def who_text(who: str) -> str:
     """Who acknowledged or snoozed, for mrkdwn: a Slack user stored as ``slack:U0123ABCD (Dana)``
     becomes the mention ``<@U0123ABCD>`` (Slack shows the current name); anything else is escaped."""
     user = _SLACK_USER.match(who)
-    return f"<@{user.group(1)}>" if user else escape(who)
+    return f"<@{user.group(1)}>" if user else _untrusted(who)
 
 
 def moment_text(at: dt.datetime, today: dt.date) -> str:
