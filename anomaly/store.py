@@ -516,25 +516,31 @@ class Store:
         return len(conn.execute(stmt).all())
 
     def pending(self, limit: int = 1000) -> list[OutboxItem]:
-        """The pending notifications, oldest first. Each payload also says whether its incident is
-        acknowledged now (``acknowledged_by``, ``acknowledged_at`` as ISO UTC, or None), which may
-        have happened after the notification was enqueued."""
+        """The pending notifications, oldest first: ``limit`` of them, and the rest of the last
+        one's cycle (those enqueued with it), so that a cycle's notifications are never cut in two:
+        grouping them differently from one delivery to the next would give a grouped message
+        another key, or send it short. Each payload also says whether its incident is acknowledged
+        now (``acknowledged_by``, ``acknowledged_at`` as ISO UTC, or None), which may have happened
+        after the notification was enqueued."""
         query = (
             sa.select(outbox, incidents.c.acknowledged_at, incidents.c.acknowledged_by)
             .join(incidents, incidents.c.id == outbox.c.incident_id)
             .where(outbox.c.status == "pending")
             .order_by(outbox.c.id)
-            .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [
-                OutboxItem(
-                    r.id, r.incident_id, r.event, r.sink,
-                    {**json.loads(r.payload), **_acknowledgement(r.acknowledged_at, r.acknowledged_by)},
-                    r.attempts, r.dedupe_key, r.created_at,
-                )
-                for r in conn.execute(query)
-            ]
+            rows = conn.execute(query.limit(limit)).all()
+            if rows and len(rows) == limit:
+                last = rows[-1]
+                rows += conn.execute(query.where(outbox.c.created_at == last.created_at, outbox.c.id > last.id)).all()
+        return [
+            OutboxItem(
+                r.id, r.incident_id, r.event, r.sink,
+                {**json.loads(r.payload), **_acknowledgement(r.acknowledged_at, r.acknowledged_by)},
+                r.attempts, r.dedupe_key, r.created_at,
+            )
+            for r in rows
+        ]
 
     def mark_sent(
         self, item_id: int, receipt: tuple[str, str] | None = None, *, group_key: str | None = None, now: dt.datetime | None = None

@@ -222,6 +222,21 @@ def test_a_lost_answer_after_slack_stored_the_group_makes_no_second_message(stor
     assert {r["ts"] for r in rows(store)[:5]} == {group["ts"]}
 
 
+def test_a_cycle_cut_by_the_delivery_limit_still_goes_out_as_one_whole_group(store: Store, fake_slack: FakeSlack) -> None:
+    sink = slack_sink(fake_slack)
+    ids = open_incidents(store, [payload("4821937710", n) for n in range(6)], [sink.name])
+
+    fake_slack.fail_next("chat.postMessage", drop=True, after_store=True)  # Slack has it; the answer is lost
+    deliver(store, [sink], config=CONFIG, now=NOW, limit=4)
+    report = deliver(store, [sink], config=CONFIG, now=NOW, limit=4)
+
+    assert (report.sent, report.pending) == (6, 0)
+    (group,) = fake_slack.messages(CHANNEL)
+    assert group["blocks"][0]["text"]["text"].startswith("6 cost-per-lead incidents")  # all six, none left out
+    assert f"incidents {', '.join(map(str, ids))}" in json.dumps(group)
+    assert {r["ts"] for r in rows(store)} == {group["ts"]}
+
+
 # ----------------------------------------------------------------------------------------------
 # console and JSON lines
 
