@@ -88,16 +88,19 @@ def pull(config: Config, store: Store, today: dt.date) -> tuple[list[PullReport]
 
 def pull_source(config: Config, source, store: Store, today: dt.date) -> PullReport:
     """Fetch one source from its cursor minus the restatement look-back (or ``history_days`` back on
-    its first pull) through ``today``, and upsert it. Starting from the cursor catches up every day
-    missed since the last pull. A source with bad data changes nothing."""
+    its first pull, and never further) through ``today``, and upsert it. Starting from the cursor
+    catches up every day missed since the last pull; a pull that left accounts out (an exhausted
+    quota, a refused account) keeps the cursor where it was, so the next pull fetches their days
+    again. A source with bad data changes nothing."""
     last = store.last_pull_end(source.name)
-    start = (last - dt.timedelta(days=source.lookback_days)) if last else today - dt.timedelta(days=source.history_days)
+    earliest = today - dt.timedelta(days=source.history_days)
+    start = max(last - dt.timedelta(days=source.lookback_days), earliest) if last else earliest
     start = min(start, today)
     log.info("pulling %s %s..%s", source.name, start, today)
     batch = make_connector(source, config).fetch(start, today)
     for failure in batch.failures:
-        log.error("source %r: left out of the pull of %s..%s, its days there stay unknown: %s", source.name, start, today, failure)
-    result = store.ingest(source.name, start, today, batch.metrics, batch.changes, batch.ownership)
+        log.error("source %r: left out of the pull of %s..%s, pulled again next time: %s", source.name, start, today, failure)
+    result = store.ingest(source.name, start, today, batch.metrics, batch.changes, batch.ownership, complete=not batch.failures)
     log.info("pulled %s %s..%s: %d metric rows, %d changes", source.name, start, today, result.metric_rows, result.change_rows)
     return PullReport(source.name, start, today, result.metric_rows, result.change_rows)
 

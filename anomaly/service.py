@@ -471,6 +471,7 @@ def _pull_text(pull: PullRecord | None, zone: ZoneInfo) -> str:
     return (
         f"last pull {_when(pull.pulled_at, zone)}: {pull.start}..{pull.end}, "
         f"{pull.metric_rows} metric row(s), {pull.change_rows} change(s)"
+        + ("" if pull.complete else "; some accounts were left out: the next pull fetches their days again")
     )
 
 

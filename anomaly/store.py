@@ -33,7 +33,7 @@ from anomaly.schema import (
     normalise_ownership,
 )
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 metadata = sa.MetaData()
 
@@ -82,6 +82,8 @@ pulls = sa.Table(
     sa.Column("metric_rows", sa.Integer, nullable=False),
     sa.Column("change_rows", sa.Integer, nullable=False),
     sa.Column("pulled_at", sa.DateTime, nullable=False),
+    # False when some accounts could not be pulled: such a pull does not move the source's cursor
+    sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 incidents = sa.Table(
@@ -184,7 +186,9 @@ class IngestResult:
 
 @dataclass(frozen=True)
 class PullRecord:
-    """One successful pull of a source (failed pulls store nothing, so they leave no record)."""
+    """One successful pull of a source (failed pulls store nothing, so they leave no record).
+    ``complete`` is False when the source left some accounts out (an exhausted quota, a refused
+    account): the next pull starts again from the last complete one."""
 
     source: str
     start: dt.date
@@ -192,6 +196,7 @@ class PullRecord:
     metric_rows: int
     change_rows: int
     pulled_at: dt.datetime  # UTC
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -348,8 +353,11 @@ class Store:
         metric_frame: pd.DataFrame,
         change_frame: pd.DataFrame,
         ownership_frame: pd.DataFrame | None = None,
+        *,
+        complete: bool = True,
     ) -> IngestResult:
-        """Upsert one fetch in a single transaction and record the pull (the source's cursor).
+        """Upsert one fetch in a single transaction and record the pull (the source's cursor: a
+        pull that is not ``complete``, some accounts left out, does not move it).
 
         ``ownership_frame`` holds the ownership periods the source inferred; their starts are kept
         (a later inference of the same day replaces the party), and ``load_inferred_ownership``
@@ -370,7 +378,8 @@ class Store:
                 conn.execute(self._upsert(inferred_ownership, ["account_id", "campaign_id", "start"], update=True), chunk)
             conn.execute(
                 pulls.insert().values(
-                    source=source, start=start, end=end, metric_rows=len(metric_rows), change_rows=len(change_rows), pulled_at=now
+                    source=source, start=start, end=end, metric_rows=len(metric_rows), change_rows=len(change_rows), pulled_at=now,
+                    complete=complete,
                 )
             )
         return IngestResult(len(metric_rows), len(change_rows))
@@ -409,8 +418,9 @@ class Store:
             return conn.execute(sa.select(sa.func.max(metrics.c.date))).scalar()
 
     def last_pull_end(self, source: str) -> dt.date | None:
+        """The source's cursor: the end of its last complete pull (None before the first)."""
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.max(pulls.c.end)).where(pulls.c.source == source)).scalar()
+            return conn.execute(sa.select(sa.func.max(pulls.c.end)).where(pulls.c.source == source, pulls.c.complete.is_(True))).scalar()
 
     def last_pulls(self) -> dict[str, PullRecord]:
         """The latest successful pull of each source that has one, by source name."""
@@ -418,7 +428,7 @@ class Store:
         query = sa.select(pulls).where(pulls.c.id.in_(latest))
         with self.engine.connect() as conn:
             return {
-                r.source: PullRecord(r.source, r.start, r.end, r.metric_rows, r.change_rows, r.pulled_at)
+                r.source: PullRecord(r.source, r.start, r.end, r.metric_rows, r.change_rows, r.pulled_at, r.complete)
                 for r in conn.execute(query)
             }
 
@@ -924,6 +934,10 @@ def _add_acknowledgements_and_groups(conn: sa.Connection) -> None:
     _add_columns(conn, "outbox", {"group_key": "TEXT"})
 
 
+def _add_pull_completeness(conn: sa.Connection) -> None:
+    _add_columns(conn, "pulls", {"complete": "BOOLEAN NOT NULL DEFAULT TRUE"})
+
+
 #: version → function(conn) that brings a store from version − 1 to version.
 _MIGRATIONS: dict[int, Any] = {
     2: _add_client_type,
@@ -933,4 +947,5 @@ _MIGRATIONS: dict[int, Any] = {
     6: _add_receipts,
     7: _add_silences,
     8: _add_acknowledgements_and_groups,
+    9: _add_pull_completeness,
 }

@@ -968,3 +968,35 @@ def test_a_running_scheduler_pulls_google_ads_and_alerts_once(ads: FakeGoogleAds
             service.stop()
     assert [(a["event"], a["campaign_id"], a["managing_party"]) for a in _sent(tmp_path)] == [("opened", "111", "beacon")]
     assert not events.failed
+
+
+def test_accounts_an_exhausted_quota_left_out_are_pulled_in_full_next_time(ads: FakeGoogleAds, tmp_path: Path,
+                                                                           clean_env: pytest.MonkeyPatch) -> None:
+    """The first pull reaches 70 days back; the daily quota runs out before the second account. The
+    next pull fetches that account's 60 days, not only the look-back's last week."""
+    from anomaly.alerts import make_sinks
+    from anomaly.config import load_config
+    from anomaly.ownership import ownership_periods
+    from anomaly.pipeline import run_cycle
+    from anomaly.store import Store
+
+    config_path, today, first = _ads_project(ads, tmp_path, clean_env)
+    config_path.write_text(config_path.read_text(encoding="utf-8").replace(f"customer_ids: ['{A1}']", f"customer_ids: ['{A1}', '{A2}']"),
+                           encoding="utf-8")
+    for offset in range(60):
+        ads.add_metrics(A2, (first + dt.timedelta(days=offset)).isoformat(), "222", cost_micros=500_000_000, clicks=100)
+    ads.fail(A2, "metrics", ads_error("quota_error", "RESOURCE_EXHAUSTED", request_id="req-q"))
+    config, rules = load_config(config_path, environ=dict(os.environ))
+    store = Store(config.store.url.get_secret_value())
+    store.migrate()
+
+    def pulled_days(account: str) -> int:
+        return int((store.load_metrics()["account_id"] == account).sum())
+
+    with _offline_credentials(return_value=AnonymousCredentials()):
+        run_cycle(config, rules, ownership_periods(config), store, make_sinks(config), today=today)
+        assert (pulled_days(A1), pulled_days(A2)) == (60, 0)
+        assert store.last_pull_end("ads") is None  # the cursor did not move past what was left out
+        run_cycle(config, rules, ownership_periods(config), store, make_sinks(config), today=today + dt.timedelta(days=1))
+    assert (pulled_days(A1), pulled_days(A2)) == (60, 60)
+    assert store.last_pull_end("ads") == today + dt.timedelta(days=1)

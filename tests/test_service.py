@@ -392,3 +392,16 @@ def test_status_shows_pulls_next_runs_the_lock_and_open_incidents(tmp_path, caps
     assert any(line.startswith("Refit: next ") and line.endswith(" 04:30:00 UTC (cron 30 4 * * * UTC)") for line in lines)
     assert "Notifications pending: 0" in lines and "Open incidents: 2" in lines
     assert any(line.startswith("  #") and "Harbor Dental Group / Generic - Leads: since 2026-07-10, excess ~$" in line for line in lines)
+
+
+def test_status_says_when_the_last_pull_left_accounts_out(tmp_path, capsys):
+    config_path = project(tmp_path)
+    assert main(["--config", str(config_path), "run", "--today", "2026-07-13"]) == 0
+    config, _ = load_config(config_path)
+    store = Store(config.store.url.get_secret_value())
+    store.ingest("sample", dt.date(2026, 7, 6), dt.date(2026, 7, 14), empty_metrics(), empty_changes(), complete=False)
+    capsys.readouterr()
+    assert main(["--config", str(config_path), "status"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  sample: last pull "))
+    assert line.endswith(": 2026-07-06..2026-07-14, 0 metric row(s), 0 change(s); some accounts were left out: the next pull fetches their days again")
+    assert store.last_pull_end("sample") == dt.date(2026, 7, 13)

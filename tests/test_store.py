@@ -481,6 +481,28 @@ def test_a_version_7_store_gains_acknowledgements_and_group_keys(store: Store) -
         assert conn.execute(sa.select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION
 
 
+def test_an_incomplete_pull_does_not_move_the_cursor(store: Store) -> None:
+    store.ingest("ads", D1, D2, empty_metrics(), empty_changes())
+    store.ingest("ads", D1, D3, empty_metrics(), empty_changes(), complete=False)  # accounts left out
+
+    assert store.last_pull_end("ads") == D2  # the next pull reaches back past what was left out
+    last = store.last_pulls()["ads"]
+    assert (last.end, last.complete) == (D3, False)  # while status shows the latest pull
+
+
+def test_a_version_8_store_counts_its_pulls_complete(store: Store) -> None:
+    store.ingest("csv", D1, D2, empty_metrics(), empty_changes())
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE pulls DROP COLUMN complete"))
+        conn.execute(schema_version.update().values(version=8))
+
+    store.migrate()
+
+    assert store.last_pull_end("csv") == D2 and store.last_pulls()["csv"].complete
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION
+
+
 # -- the password stays out of messages -----------------------------------------------------------
 
 SECRET = "Pw-7f3a9c2e"
