@@ -338,7 +338,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         card = party_scorecard(project, start, end, keys)
         _print_scorecard(card)
         html, markdown = render_scorecard(card, project)
-        paths = write_report(out, f"scorecard-{'-'.join(keys) if keys else 'all'}-{start}-{end}", html, markdown)
+        named = "-".join(keys) if keys else "all"
+        if len(named) > 64:  # several long party keys: the file name says how many instead
+            named = f"{len(keys)}-parties"
+        paths = write_report(out, f"scorecard-{named}-{start}-{end}", html, markdown)
     print(f"\nWritten: {paths[0]}\n         {paths[1]}")
     return 0
 

@@ -316,6 +316,19 @@ def test_scorecard_of_every_party_adds_up_to_the_portfolio(demo_config, tmp_path
     assert (tmp_path / "scorecard-all-2026-06-13-2026-07-12.html").exists()
 
 
+def test_a_scorecard_of_many_long_named_parties_gets_a_short_file_name(tmp_path):
+    config = copy_default_project(tmp_path)
+    long_keys = [f"partner-{n}-{'x' * 50}" for n in range(3)]
+    text = config.read_text().replace("parties:\n", "parties:\n" + "".join(f"  {k}: {{name: Partner {n}}}\n" for n, k in enumerate(long_keys)), 1)
+    config.write_text(text)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["--config", str(config), "demo"]) == 0
+    argv = [a for k in long_keys for a in ("--party", k)]
+    code, printed, err = run(config, "report", *argv, "--out", str(tmp_path / "out"))
+    assert (code, err) == (0, "")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scorecard-3-parties-2026-06-13-2026-07-12.html", "scorecard-3-parties-2026-06-13-2026-07-12.md"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
