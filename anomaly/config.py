@@ -7,10 +7,12 @@ Loading reports every problem at once as ``file: path: message``. Strings may us
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import difflib
 import os
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -32,19 +34,96 @@ from pydantic import AfterValidator, BeforeValidator
 from anomaly.errors import ConfigError, Problem
 
 # ---------------------------------------------------------------------------------------------
-# YAML loading: safe, duplicate keys rejected, positions kept for syntax errors.
+# YAML loading: safe, duplicate keys rejected, positions kept for syntax errors, size bounded.
+
+#: Bounds on what one YAML file may cost. A real config or rules file is a few kilobytes, a few
+#: levels deep and a few hundred values long; these leave room for far larger ones while keeping a
+#: broken or hostile file (an alias bomb, ten thousand nested brackets) to a fraction of a second.
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_DEPTH = 64
+#: values in the document with each alias counted as the values it repeats, which is what every
+#: later step (``interpolate_env``, validation) walks
+MAX_YAML_VALUES = 20_000
+
+_SCALAR_KINDS = {
+    "timestamp": "a date (YYYY-MM-DD) or a date-time",
+    "int": f"an integer (at most {sys.get_int_max_str_digits() or 'any number of'} digits)",
+    "float": "a number",
+    "bool": "true or false",
+}
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key written twice in one mapping (the second would silently win)."""
+    """SafeLoader that rejects a key written twice in one mapping (the second would silently win),
+    keys that are lists or mappings, nesting deeper than ``MAX_YAML_DEPTH`` and documents whose
+    aliases expand them beyond ``MAX_YAML_VALUES`` values; a value that PyYAML's own constructors
+    cannot build (``2026-02-30``, ``!!int abc``) is a YAML error at its position."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._anchor_values: dict[str, int] = {}  # values under each finished anchor
+        self._open_anchors: set[str] = set()
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} is used inside its own anchor &{event.anchor}; expected an alias of a finished value", event.start_mark
+                )
+            self._count(self._anchor_values.get(event.anchor, 0), event.start_mark)  # an unknown alias is reported by PyYAML
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"expected at most {MAX_YAML_DEPTH} levels of nesting, got more", event.start_mark)
+        first = self._values
+        if event.anchor is not None:
+            self._open_anchors.add(event.anchor)
+        self._depth += 1
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._count(1, event.start_mark)
+        if event.anchor is not None:
+            self._open_anchors.discard(event.anchor)
+            self._anchor_values[event.anchor] = self._values - first
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            raise yaml.composer.ComposerError(
+                None, None, f"expected at most {MAX_YAML_VALUES:,} values, counting each alias as the values it repeats, and got more by this point", mark
+            )
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # PyYAML's constructors fail with these on a value that its resolver or an explicit tag
+            # sent them but that they cannot build
+            kind = node.tag.rsplit(":", 1)[-1]
+            expected = _SCALAR_KINDS.get(kind, f"a value of type !!{kind}")
+            given = _short(node.value) if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+            # what datetime says is wrong, when it says it briefly ("day is out of range for month")
+            brief = kind == "timestamp" and isinstance(exc, (ValueError, OverflowError)) and len(str(exc)) <= 40
+            detail = f" ({exc})" if brief else ""
+            raise yaml.constructor.ConstructorError(None, None, f"expected {expected}, got {given}{detail}", node.start_mark) from None
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    if not isinstance(node, yaml.MappingNode):  # a scalar or a list tagged !!map
+        raise yaml.constructor.ConstructorError(None, None, f"expected a mapping, got a {node.id}", node.start_mark)
     loader.flatten_mapping(node)
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            kind = "list" if isinstance(key, list) else "mapping" if isinstance(key, dict) else type(key).__name__
+            raise yaml.constructor.ConstructorError(None, None, f"expected a key that is text or a number, got a {kind}", key_node.start_mark) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key]})", key_node.start_mark
@@ -59,11 +138,26 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 def read_yaml(path: Path) -> Any:
     """Parse one YAML file safely. Raise ConfigError naming the line and column of a syntax error."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_YAML_BYTES + 1)  # no further: the file may be huge, or endless
+            size = os.fstat(file.fileno()).st_size
     except FileNotFoundError:
         raise ConfigError([Problem(str(path), "", "file not found")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem(str(path), "", "is a directory, expected a YAML file")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read the file ({exc.strerror or exc})")]) from None
+    if len(data) > MAX_YAML_BYTES:
+        given = f"{size:,} bytes" if size > MAX_YAML_BYTES else "more"  # a device or a pipe has no size
+        raise ConfigError([Problem(str(path), "", f"expected a YAML file of at most {MAX_YAML_BYTES:,} bytes, got {given}")])
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), "", f"not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})")]) from None
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            message = "not valid UTF-8 (the file is UTF-16); save the file as UTF-8"
+        else:
+            message = f"not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        raise ConfigError([Problem(str(path), "", message)]) from None
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
@@ -73,6 +167,12 @@ def read_yaml(path: Path) -> Any:
         if exc.context and exc.context not in message:
             message = f"{exc.context}: {message}"
         raise ConfigError([Problem(str(path), where, f"invalid YAML: {message}")]) from None
+    except yaml.reader.ReaderError as exc:  # a control character; PyYAML gives only its offset
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - before.rfind("\n")
+        where = f"line {line}, column {column}"
+        hint = "; is the file UTF-16? save it as UTF-8" if exc.character == 0 else ""
+        raise ConfigError([Problem(str(path), where, f"invalid YAML: expected printable text, got the character {chr(exc.character)!r}{hint}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(str(path), "", f"invalid YAML: {exc}")]) from None
 
@@ -80,8 +180,12 @@ def read_yaml(path: Path) -> Any:
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def interpolate_env(data: Any, file: str, environ: dict[str, str] | None = None) -> tuple[Any, list[Problem]]:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
+def interpolate_env(
+    data: Any, file: str, environ: dict[str, str] | None = None, substituted: dict[str, str] | None = None
+) -> tuple[Any, list[Problem]]:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree. When given,
+    ``substituted`` receives each value read from the environment with the reference that read it
+    (``{"xoxb-…": "${SLACK_BOT_TOKEN}"}``), so that messages can show the reference instead."""
     env = os.environ if environ is None else environ
     problems: list[Problem] = []
 
@@ -91,6 +195,8 @@ def interpolate_env(data: Any, file: str, environ: dict[str, str] | None = None)
                 return "$"
             name, default = match.group(1), match.group(2)
             if name in env:
+                if substituted is not None and env[name]:
+                    substituted[env[name]] = match.group(0)
                 return env[name]
             if default is not None:
                 return default
@@ -101,7 +207,7 @@ def interpolate_env(data: Any, file: str, environ: dict[str, str] | None = None)
 
     def walk(node: Any, path: str) -> Any:
         if isinstance(node, dict):
-            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+            return {k: walk(v, f"{path}.{_key(k)}" if path else _key(k)) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
         if isinstance(node, str):
@@ -120,11 +226,16 @@ class StrictModel(BaseModel):
 
 
 def _resolve_path(value: str, info: ValidationInfo) -> str:
+    if "\0" in value:
+        raise ValueError(f"expected a file path, got {_short(value)}, which contains a NUL character")
     base = (info.context or {}).get("base_dir")
     if base is None or any(ch in value for ch in "\n\r"):
         return value
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else (Path(base) / path).resolve())
+    try:
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else (Path(base) / path).resolve())
+    except RuntimeError as exc:  # ~name of a user this system does not know, or a symlink loop
+        raise ValueError(f"expected a file path, got {_short(value)}: {exc}") from None
 
 
 FilePath = Annotated[str, Field(min_length=1), AfterValidator(_resolve_path)]
@@ -386,6 +497,8 @@ class StoreConfig(StrictModel):
     @classmethod
     def _resolve_sqlite(cls, url: SecretStr, info: ValidationInfo) -> SecretStr:
         raw = url.get_secret_value()
+        if "\0" in raw:  # the URL itself stays unshown: it may hold a password
+            raise ValueError("expected a database URL, got one that contains a NUL character")
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", raw):
             # show only the scheme: the rest of the URL may hold a password
             given = f"one starting {raw.split('://', 1)[0] + '://'!r}" if "://" in raw else "a value without '://'"
@@ -405,7 +518,7 @@ def _time_zone(value: str | None) -> str | None:
         return None
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long to be a file name
         raise ValueError(f"expected an IANA time zone like 'Europe/Berlin' or 'UTC', got {value!r}") from None
     return value
 
@@ -654,7 +767,11 @@ class SilenceConfig(StrictModel):
 
         if not isinstance(value, (str, dt.date)):
             raise ValueError(f"expected {ABSOLUTE_FORMS}, got {value!r}")
-        return parse_time(value)
+        try:
+            return parse_time(value)
+        except OverflowError:  # 9999-12-31 (its end is past the last representable day), or an offset that crosses it
+            given = value if isinstance(value, str) else value.isoformat()
+            raise ValueError(f"expected {ABSOLUTE_FORMS} before 9999-12-31, got {given!r}") from None
 
     @model_validator(mode="after")
     def _some_matcher(self) -> "SilenceConfig":
@@ -898,6 +1015,13 @@ def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
     return []
 
 
+def _key(key: Any) -> str:
+    """A mapping key as a YAML path shows it: as written, or quoted when it holds a line break or
+    another unprintable character, so that each problem stays on one line."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
+
+
 def _format_loc(loc: tuple) -> str:
     parts: list[str] = []
     for i, item in enumerate(loc):
@@ -908,7 +1032,7 @@ def _format_loc(loc: tuple) -> str:
         elif item.startswith("function-after[") or item.startswith("json-or-python["):
             continue
         else:
-            parts.append(f".{item}" if parts else str(item))
+            parts.append(f".{_key(item)}" if parts else _key(item))
     return "".join(parts)
 
 
@@ -917,12 +1041,32 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _problems_from_validation(exc: ValidationError, file: str, root: type[BaseModel]) -> list[Problem]:
+def _hide(value: Any, hidden: dict[str, str]) -> Any:
+    """``value`` with every environment value in ``hidden`` written as its ``${VAR}`` again: a
+    message quotes what it was given, and that may be a secret."""
+    if not hidden:
+        return value
+    if isinstance(value, str):
+        for secret in sorted(hidden, key=len, reverse=True):
+            value = value.replace(secret, hidden[secret])
+        return value
+    if isinstance(value, dict):
+        return {k: _hide(v, hidden) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hide(v, hidden) for v in value]
+    return value
+
+
+def _hidden_problems(problems: list[Problem], hidden: dict[str, str]) -> list[Problem]:
+    return [Problem(p.file, p.where, _hide(p.message, hidden)) for p in problems] if hidden else problems
+
+
+def _problems_from_validation(exc: ValidationError, file: str, root: type[BaseModel], hidden: dict[str, str] | None = None) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         kind = err["type"]
-        given = err.get("input")
+        given = _hide(err.get("input"), hidden or {})
         msg = err["msg"]
         if kind == "extra_forbidden":
             allowed = _allowed_keys(root, loc[:-1])
@@ -933,6 +1077,13 @@ def _problems_from_validation(exc: ValidationError, file: str, root: type[BaseMo
             continue
         if kind == "missing":
             problems.append(Problem(file, _format_loc(loc), "required key is missing"))
+            continue
+        if kind == "invalid_key":  # a key that is not text where setting names go; ``loc`` ends with it
+            problems.append(Problem(file, _format_loc(loc[:-1]), f"keys should be text, got the key {_short(given)}"))
+            continue
+        if loc and loc[-1] == "[key]":  # a key of a mapping that fails its check: ``loc`` ends with it and "[key]"
+            text = msg[0].lower() + msg[1:]
+            problems.append(Problem(file, _format_loc(loc[:-2]), f"key {_short(given)}: {text}"))
             continue
         if kind == "union_tag_invalid":
             expected = err.get("ctx", {}).get("expected_tags", "")
@@ -978,7 +1129,11 @@ def _load_rules(
     rules_dir: Path, parties: dict[str, PartyConfig] | None, environ: dict[str, str] | None = None
 ) -> tuple[list[RuleBase], list[Problem]]:
     problems: list[Problem] = []
-    if not rules_dir.is_dir():
+    try:
+        found = rules_dir.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        return [], [Problem(str(rules_dir), "", f"cannot read the rules folder ({exc.strerror or exc})")]
+    if not found:
         return [], [Problem(str(rules_dir), "", "rules folder not found")]
     files = sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])
     if not files:
@@ -991,7 +1146,8 @@ def _load_rules(
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
-        raw, env_problems = interpolate_env(raw, str(path), environ)
+        hidden: dict[str, str] = {}
+        raw, env_problems = interpolate_env(raw, str(path), environ, hidden)
         problems.extend(env_problems)
         if not isinstance(raw, dict):
             problems.append(Problem(str(path), "", f"expected a mapping with a 'rules' list, got {'an empty file' if raw is None else type(raw).__name__}"))
@@ -999,7 +1155,7 @@ def _load_rules(
         try:
             parsed = RulesFile.model_validate(raw)
         except ValidationError as exc:
-            problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), RulesFile), env_problems))
+            problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), RulesFile, hidden), env_problems))
             continue
         for i, rule in enumerate(parsed.rules):
             where = f"rules[{i}]"
@@ -1059,11 +1215,12 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> t
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([Problem(str(path), "", f"expected a mapping of settings, got {type(raw).__name__}")])
-    raw, problems = interpolate_env(raw, str(path), environ)
+    hidden: dict[str, str] = {}
+    raw, problems = interpolate_env(raw, str(path), environ, hidden)
     try:
         config = Config.model_validate(raw, context={"base_dir": str(path.parent)})
     except ValidationError as exc:
-        problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), Config), problems))
+        problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), Config, hidden), problems))
         config = None
     if config is not None:
         problems.extend(_cross_check(config, str(path)))
@@ -1086,7 +1243,7 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> t
             if rule.enabled and (rule.type == "isolation_forest" or rule.forest.mode != "ignore")
         )
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_hidden_problems(problems, hidden))
     return config, rules
 
 

@@ -8,12 +8,15 @@ quoted cell spans lines; cells are then checked column by column with pandas/num
 built only for the problems that are shown.
 
 Cells are stripped of surrounding whitespace; header names are also lower-cased. Blank lines and rows
-whose cells are all empty (spreadsheet exports leave them) are ignored.
+whose cells are all empty (spreadsheet exports leave them) are ignored. A file must be UTF-8 text (a
+byte-order mark is fine, a NUL byte is not); ids and client types may be as long as the store's
+columns hold them (64 and 40 characters), any cell up to the csv module's 131,072.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import gc
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anomaly import store
 from anomaly.errors import DataError, Problem
 from anomaly.schema import (
     DAILY,
@@ -57,6 +61,9 @@ _DATETIME = "a date-time as YYYY-MM-DDTHH:MM[:SS] with an optional Z or +HH:MM o
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 _HOUR = "an hour 0-23, or empty for a daily row"
 _ROW = -1  # sort key of a whole-row problem: before the cell problems of the same line
+# The store keeps these in bounded columns; PostgreSQL refuses a longer value, and with it the pull.
+_METRIC_LENGTHS = {c: store.metrics.c[c].type.length for c in ("account_id", "campaign_id")}
+_CHANGE_LENGTHS = {c: store.changes.c[c].type.length for c in ("account_id", "campaign_id", "client_type")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,7 +258,14 @@ def _strip(cells: np.ndarray) -> np.ndarray:
 def _to_float(cells: np.ndarray) -> np.ndarray:
     """Numbers as float64, NaN where a cell is not a number (surrounding whitespace is fine)."""
     parsed = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce")
-    return parsed.to_numpy(dtype="float64", na_value=np.nan)
+    values = parsed.to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    # pandas reads a number written with a plus sign ("+1.1") on a path that can be one unit in the
+    # last place off; Python reads those few exactly.
+    signed = np.fromiter(("+" in cell for cell in cells), dtype=bool, count=len(cells)) & np.isfinite(values)
+    for i in np.flatnonzero(signed):
+        with contextlib.suppress(ValueError):  # a form pandas reads and Python does not: keep pandas' value
+            values[i] = float(cells[i])
+    return values
 
 
 def _read_text(path: Path, report: _Report) -> str | None:
@@ -268,7 +282,7 @@ def _read_text(path: Path, report: _Report) -> str | None:
         return None
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data[skip:].decode("utf-8")
+        text = data[skip:].decode("utf-8")
     except UnicodeDecodeError as e:
         if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             report.add("", "not valid UTF-8 (the file is UTF-16); save the file as UTF-8")
@@ -276,6 +290,15 @@ def _read_text(path: Path, report: _Report) -> str | None:
             report.add("", f"not valid UTF-8 (byte 0x{data[skip + e.start]:02x} at offset {skip + e.start}); "
                        "save the file as UTF-8")
         return None
+    # A NUL is valid UTF-8 but never text in a CSV: it comes from UTF-16 without a byte-order mark
+    # or from a binary file, and PostgreSQL cannot store it.
+    nul = text.find("\0")
+    if nul >= 0:
+        line = _physical_lines(text[: nul + 1])
+        report.add(f"line {line}", f"not valid UTF-8 text (a NUL byte at offset {skip + len(text[:nul].encode())}; "
+                   "is the file UTF-16 or binary?); save the file as UTF-8")
+        return None
+    return text
 
 
 def _read_table(
@@ -364,6 +387,10 @@ def _rows_with_lines(text: str, report: _Report) -> tuple[list[list[str]], np.nd
             starts.append(start)
             start = reader.line_num + 1
     except csv.Error as e:
+        if "field limit" in str(e) and reader.line_num == start:
+            # the cell never left the row's first line: no quote is missing, the cell is that long
+            report.add(f"line {start}", f"expected cells of at most {csv.field_size_limit():,} characters, got a longer one")
+            return None
         hint = "; is a closing quote missing?" if "field limit" in str(e) else ""
         report.add(f"line {start}", f"cannot be read as CSV ({e}){hint}")
         return None
@@ -459,10 +486,22 @@ class _Cells:
         values = self.table.stripped(column)
         return np.where(values == "", default, values).astype(object)
 
-    def required_text(self, column: str) -> np.ndarray:
+    def required_text(self, column: str, longest: int | None = None) -> np.ndarray:
         values = self.table.stripped(column)
         self.fail(column, values == "", "a non-empty value")
+        if longest is not None:
+            self.fail(column, self._longer(values, longest), f"at most {longest} characters")
         return values
+
+    def bounded_text(self, column: str, longest: int) -> np.ndarray:
+        """``text`` whose cells hold at most ``longest`` characters once stripped."""
+        if self.has(column):
+            self.fail(column, self._longer(self.table.stripped(column), longest), f"at most {longest} characters")
+        return self.text(column)
+
+    @staticmethod
+    def _longer(values: np.ndarray, longest: int) -> np.ndarray:
+        return np.fromiter(map(len, values), dtype=np.int64, count=len(values)) > longest
 
     def date(self, column: str, *, optional: bool = False) -> np.ndarray:
         """datetime64[ns] dates written YYYY-MM-DD; NaT where empty (if ``optional``) or bad."""
@@ -556,8 +595,8 @@ def _parse_metrics(path: Path, currency: str, report: _Report) -> _Metrics | Non
     if table is None:
         return None
     cells = _Cells(table, report)
-    account_id = cells.required_text("account_id")
-    campaign_id = cells.required_text("campaign_id")
+    account_id = cells.required_text("account_id", _METRIC_LENGTHS["account_id"])
+    campaign_id = cells.required_text("campaign_id", _METRIC_LENGTHS["campaign_id"])
     frame = pd.DataFrame(
         {
             "date": cells.date("date"),
@@ -661,8 +700,8 @@ def _parse_changes(path: Path, report: _Report) -> pd.DataFrame | None:
     return pd.DataFrame(
         {
             "changed_at": cells.datetime_utc("changed_at"),
-            "account_id": cells.required_text("account_id"),
-            **{c: cells.text(c) for c in CHANGES_OPTIONAL},
+            "account_id": cells.required_text("account_id", _CHANGE_LENGTHS["account_id"]),
+            **{c: cells.bounded_text(c, _CHANGE_LENGTHS[c]) if c in _CHANGE_LENGTHS else cells.text(c) for c in CHANGES_OPTIONAL},
         }
     )
 

@@ -985,3 +985,165 @@ def test_a_slack_sink_takes_its_token_from_the_environment_and_never_shows_it(tm
     (sink,) = config.alerts.sinks
     assert (sink.channel, sink.token.get_secret_value()) == ("C0ALERTS", "xoxb-1234-secret")
     assert "xoxb-1234-secret" not in repr(config) and "xoxb-1234-secret" not in str(config.model_dump())
+
+
+# ----------------------------------------------------------------------------------------------
+# broken or hostile YAML: one tiny file per error class, each refused at once with a clear error
+
+BOMB = "".join(  # the "billion laughs": 9 levels of 9 aliases each, 9^9 values once expanded
+    [f"lol0: &lol0 [{', '.join(['lol'] * 9)}]\n"] + [f"lol{i}: &lol{i} [{', '.join([f'*lol{i - 1}'] * 9)}]\n" for i in range(1, 9)]
+)
+NESTING = "invalid YAML: expected at most 64 levels of nesting, got more"
+A_DATE = "invalid YAML: expected a date (YYYY-MM-DD) or a date-time"
+
+YAML_ERRORS = [
+    pytest.param(
+        "x:\n" + textwrap.indent(BOMB, "  "),
+        ["config.yaml: line 6, column 23: invalid YAML: expected at most 20,000 values, counting each alias as the values it repeats, "
+         "and got more by this point"],
+        id="alias-bomb",
+    ),
+    pytest.param(
+        "x: &a [1, *a]\n",
+        ["config.yaml: line 1, column 11: invalid YAML: alias *a is used inside its own anchor &a; expected an alias of a finished value"],
+        id="recursive-alias",
+    ),
+    pytest.param("x: " + "[" * 10_000 + "]" * 10_000 + "\n", [f"config.yaml: line 1, column 67: {NESTING}"], id="deep-nesting-lists"),
+    pytest.param("x: " + "{a: " * 10_000 + "1" + "}" * 10_000 + "\n", [f"config.yaml: line 1, column 253: {NESTING}"], id="deep-nesting-mappings"),
+    pytest.param(
+        "? [a, b]\n: 1\n", ["config.yaml: line 1, column 3: invalid YAML: expected a key that is text or a number, got a list"], id="list-as-key"
+    ),
+    pytest.param(
+        PARTY_A + "ownership:\n  assignments:\n    - {account_id: '1', history: [{party: a, since: 2026-02-30}]}\n",
+        [f"config.yaml: line 5, column 53: {A_DATE}, got '2026-02-30' (day is out of range for month)"],
+        id="impossible-date",
+    ),
+    pytest.param("x: 0000-01-01\n", [f"config.yaml: line 1, column 4: {A_DATE}, got '0000-01-01' (year 0 is out of range)"], id="year-zero"),
+    pytest.param(
+        "x: 2026-01-01 10:00:00 +99:00\n", [f"config.yaml: line 1, column 4: {A_DATE}, got '2026-01-01 10:00:00 +99:00'"], id="offset-beyond-a-day"
+    ),
+    pytest.param("x: !!timestamp soon\n", [f"config.yaml: line 1, column 4: {A_DATE}, got 'soon'"], id="tagged-timestamp"),
+    pytest.param(
+        "x: !!int many\n", ["config.yaml: line 1, column 4: invalid YAML: expected an integer (at most 4300 digits), got 'many'"], id="tagged-int"
+    ),
+    pytest.param("x: !!bool maybe\n", ["config.yaml: line 1, column 4: invalid YAML: expected true or false, got 'maybe'"], id="tagged-bool"),
+    pytest.param("x: !!map plain\n", ["config.yaml: line 1, column 4: invalid YAML: expected a mapping, got a scalar"], id="tagged-map"),
+    pytest.param(
+        "detection: {forest: {random_state: " + "7" * 5000 + "}}\n",
+        ["config.yaml: line 1, column 36: invalid YAML: expected an integer (at most 4300 digits), got '" + "7" * 56 + "..."],
+        id="integer-of-5000-digits",
+    ),
+    pytest.param(
+        b"store: \x00\n",
+        ["config.yaml: line 1, column 8: invalid YAML: expected printable text, got the character '\\x00'; is the file UTF-16? save it as UTF-8"],
+        id="nul-character",
+    ),
+    pytest.param("store: {}\n".encode("utf-16"), ["config.yaml: not valid UTF-8 (the file is UTF-16); save the file as UTF-8"], id="utf16"),
+    pytest.param(
+        "# " + "x" * 1_000_000 + "\n", ["config.yaml: expected a YAML file of at most 1,000,000 bytes, got 1,000,003 bytes"], id="too-large"
+    ),
+    pytest.param("1: 2\n", ["config.yaml: keys should be text, got the key 1"], id="number-as-setting-name"),
+    pytest.param("detection: {~: 1}\n", ["config.yaml: detection: keys should be text, got the key None"], id="null-as-setting-name"),
+    pytest.param("parties: {1: {name: A}}\n", ["config.yaml: parties: key 1: input should be a valid string"], id="number-as-party-key"),
+    pytest.param(
+        "parties: {Big Agency: {name: A}}\n",
+        ["config.yaml: parties: key 'Big Agency': string should match pattern '^[a-z0-9][a-z0-9_.-]{0,63}$'"],
+        id="bad-party-key",
+    ),
+    pytest.param(
+        'sources: [{type: csv, name: s, metrics: ["m\\0.csv"]}]\n',
+        ["config.yaml: sources[0].metrics[0]: expected a file path, got 'm\\x00.csv', which contains a NUL character"],
+        id="nul-in-path",
+    ),
+    pytest.param(
+        'store: {url: "sqlite:///a\\0.db"}\n',
+        ["config.yaml: store.url: expected a database URL, got one that contains a NUL character"],
+        id="nul-in-store-url",
+    ),
+    pytest.param(
+        "sources: [{type: csv, name: s, metrics: [~nosuchuser/m.csv]}]\n",
+        ["config.yaml: sources[0].metrics[0]: expected a file path, got '~nosuchuser/m.csv': Could not determine home directory."],
+        id="home-of-an-unknown-user",
+    ),
+    pytest.param(
+        "service: {timezone: " + "a" * 300 + "}\n",
+        [f"config.yaml: service.timezone: expected an IANA time zone like 'Europe/Berlin' or 'UTC', got '{'a' * 300}'"],
+        id="time-zone-longer-than-a-file-name",
+    ),
+    pytest.param(
+        "alerts: {silences: [{account: '1', until: 9999-12-31}]}\n",
+        ["config.yaml: alerts.silences[0].until: expected a date (2026-07-20) or a datetime (2026-07-20T18:00, UTC unless an offset is given) "
+         "before 9999-12-31, got '9999-12-31'"],
+        id="silence-until-the-last-day",
+    ),
+    pytest.param(
+        "alerts: {silences: [{account: '1', until: '9999-12-31T23:00-05:00'}]}\n",
+        ["config.yaml: alerts.silences[0].until: expected a date (2026-07-20) or a datetime (2026-07-20T18:00, UTC unless an offset is given) "
+         "before 9999-12-31, got '9999-12-31T23:00-05:00'"],
+        id="silence-offset-past-the-last-day",
+    ),
+    pytest.param(
+        "rules_dir: " + "r" * 300 + "\n", [f"{'r' * 300}: cannot read the rules folder (File name too long)"], id="rules-folder-name-too-long"
+    ),
+    pytest.param(
+        '"stor\\ne": {url: "sqlite:///a.db"}\n',
+        [f"config.yaml: 'stor\\ne': unknown key; did you mean 'store'? expected one of: {CONFIG_KEYS}"],
+        id="line-break-in-a-key",
+    ),
+]
+
+
+@pytest.mark.parametrize("config, lines", YAML_ERRORS)
+def test_broken_yaml_is_refused_clearly(tmp_path: Path, config: str | bytes, lines: list[str]) -> None:
+    path = write_case(tmp_path, config)
+    assert str(load_error(path, environ={})) == expected(tmp_path, lines)
+
+
+def test_a_folder_named_like_a_rules_file_is_reported(tmp_path: Path) -> None:
+    path = write_case(tmp_path, "", ONE_RULE)
+    (tmp_path / "rules" / "old.yaml").mkdir()
+    assert str(load_error(path, environ={})) == expected(tmp_path, ["rules/old.yaml: is a directory, expected a YAML file"])
+
+
+def test_a_utf8_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    # editors on Windows save "UTF-8 with BOM": it is UTF-8 all the same
+    path = write_case(tmp_path, b"\xef\xbb\xbf" + PARTY_A.encode())
+    config, _ = load_config(path, environ={})
+    assert config.parties["a"].name == "Agency A"
+
+
+def test_anchors_and_aliases_within_the_limit_load(tmp_path: Path) -> None:
+    # the same schedule for two sources, written once
+    path = write_case(
+        tmp_path,
+        """\
+        sources:
+          - {type: csv, name: a, metrics: [a.csv], schedule: &daily {cron: "0 6 * * *", timezone: Europe/Berlin}}
+          - {type: csv, name: b, metrics: [b.csv], schedule: *daily}
+        """,
+    )
+    config, _ = load_config(path, environ={})
+    assert [s.schedule.cron for s in config.sources] == ["0 6 * * *", "0 6 * * *"]
+
+
+def test_a_value_from_the_environment_is_quoted_by_its_reference_not_its_value(tmp_path: Path) -> None:
+    path = write_case(
+        tmp_path,
+        """\
+        alerts:
+          sinks:
+            type: slack
+            token: ${SLACK_BOT_TOKEN}
+          slack_app: ${SLACK_APP_TOKEN}
+        service:
+          timezone: prefix-${TZ_SECRET}
+        """,
+    )
+    environ = {"SLACK_BOT_TOKEN": "xoxb-1111-secret-bot", "SLACK_APP_TOKEN": "xapp-2222-secret-app", "TZ_SECRET": "zone-3333"}
+    error = load_error(path, environ=environ)
+    assert str(error) == expected(tmp_path, [
+        "config.yaml: alerts.sinks: input should be a valid list, got {'type': 'slack', 'token': '${SLACK_BOT_TOKEN}'}",
+        "config.yaml: alerts.slack_app: input should be a valid dictionary or instance of SlackAppConfig, got '${SLACK_APP_TOKEN}'",
+        "config.yaml: service.timezone: expected an IANA time zone like 'Europe/Berlin' or 'UTC', got 'prefix-${TZ_SECRET}'",
+    ])
+    assert not any(secret in str(error) for secret in environ.values())

@@ -473,3 +473,89 @@ def test_fetch_reports_problems_of_every_file_together(tmp_path):
                              "with an optional Z or +HH:MM offset, got 'yesterday'"),
         ]
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# what the store could not hold, and cells too long to be cells
+
+
+LIMIT_ERRORS = [
+    pytest.param(
+        HEADER + "2026-07-01,1001,55,10\x00,2,1\n",
+        ["line 2: not valid UTF-8 text (a NUL byte at offset 68; is the file UTF-16 or binary?); save the file as UTF-8"],
+        id="nul-byte",
+    ),
+    pytest.param(
+        HEADER.encode("utf-16-le") + "2026-07-01,1001,55,10,2,1\n".encode("utf-16-le"),
+        ["line 1: not valid UTF-8 text (a NUL byte at offset 1; is the file UTF-16 or binary?); save the file as UTF-8"],
+        id="utf16-without-byte-order-mark",
+    ),
+    pytest.param(
+        HEADER + "2026-07-01," + "1" * 65 + ",55,10,2,1\n",
+        ["line 2, column account_id: expected at most 64 characters, got '" + "1" * 40 + "...' (65 characters)"],
+        id="account-id-longer-than-the-store-holds",
+    ),
+    pytest.param(
+        HEADER + "2026-07-01,1001," + "Ω" * 65 + ",10,2,1\n",
+        ["line 2, column campaign_id: expected at most 64 characters, got '" + "Ω" * 40 + "...' (65 characters)"],
+        id="campaign-id-longer-than-the-store-holds",
+    ),
+    pytest.param(
+        HEADER + "2026-07-01,1001,55," + "9" * 140_000 + ",2,1\n",
+        ["line 2: expected cells of at most 131,072 characters, got a longer one"],
+        id="cell-longer-than-the-csv-limit",
+    ),
+    pytest.param(
+        HEADER + '2026-07-01,1001,55,"' + "9" * 140_000 + '",2,1\n',
+        ["line 2: expected cells of at most 131,072 characters, got a longer one"],
+        id="quoted-cell-longer-than-the-csv-limit",
+    ),
+]
+
+
+@pytest.mark.parametrize("content, expected", LIMIT_ERRORS)
+def test_metrics_beyond_the_limits(tmp_path, content, expected):
+    path = write(tmp_path / "m.csv", content)
+    with pytest.raises(DataError) as excinfo:
+        read_metrics_csv(path)
+    assert str(excinfo.value) == message(path, *expected)
+
+
+CHANGE_LIMIT_ERRORS = [
+    pytest.param(
+        "changed_at,account_id,client_type\n2026-07-09T14:03,1001," + "X" * 41 + "\n",
+        ["line 2, column client_type: expected at most 40 characters, got '" + "X" * 40 + "...' (41 characters)"],
+        id="client-type-longer-than-the-store-holds",
+    ),
+    pytest.param(
+        "changed_at,account_id,campaign_id\n2026-07-09T14:03,1001," + "5" * 65 + "\n",
+        ["line 2, column campaign_id: expected at most 64 characters, got '" + "5" * 40 + "...' (65 characters)"],
+        id="campaign-id-longer-than-the-store-holds",
+    ),
+    pytest.param(
+        "changed_at,account_id\n2026-07-09T14:03,10\x0001\n",
+        ["line 2: not valid UTF-8 text (a NUL byte at offset 41; is the file UTF-16 or binary?); save the file as UTF-8"],
+        id="nul-byte",
+    ),
+]
+
+
+@pytest.mark.parametrize("content, expected", CHANGE_LIMIT_ERRORS)
+def test_changes_beyond_the_limits(tmp_path, content, expected):
+    path = write(tmp_path / "c.csv", content)
+    with pytest.raises(DataError) as excinfo:
+        read_changes_csv(path)
+    assert str(excinfo.value) == message(path, *expected)
+
+
+def test_ids_as_long_as_the_store_holds_load(tmp_path):
+    content = HEADER + f"2026-07-01,{'1' * 64},{'Ω' * 64},10,2,1\n"
+    frame = read_metrics_csv(write(tmp_path / "m.csv", content))
+    assert (frame.at[0, "account_id"], frame.at[0, "campaign_id"]) == ("1" * 64, "Ω" * 64)
+
+
+def test_numbers_with_a_plus_sign_are_read_exactly(tmp_path):
+    # pandas alone reads "+479592.22742610885" one unit in the last place off
+    content = HEADER + "2026-07-01,1001,55,+479592.22742610885,+20,+3.926059076079149\n"
+    frame = read_metrics_csv(write(tmp_path / "m.csv", content))
+    assert frame.iloc[0][["spend", "clicks", "leads"]].tolist() == [479592.22742610885, 20, 3.926059076079149]
