@@ -44,12 +44,14 @@ def parse_time(value: str | dt.date) -> dt.datetime:
 def parse_until(text: str, now: dt.datetime) -> dt.datetime:
     """An expiry as naive UTC: ``+Nh`` / ``+Nd`` from ``now`` (naive UTC), else as ``parse_time``."""
     relative = _RELATIVE.match(text.strip())
-    if relative is None:
-        try:
+    try:
+        if relative is None:
             return parse_time(text)
-        except ValueError:
-            raise ValueError(f"expected {UNTIL_FORMS}, got {text!r}") from None
-    return now + dt.timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
+        return now + dt.timedelta(**{_UNITS[relative.group(2)]: int(relative.group(1))})
+    except ValueError:
+        raise ValueError(f"expected {UNTIL_FORMS}, got {text!r}") from None
+    except OverflowError:  # a time past 9999-12-31
+        raise ValueError(f"expected {UNTIL_FORMS} before 9999-12-31, got {text!r}") from None
 
 
 def _iso(text: str) -> dt.date:

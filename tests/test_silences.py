@@ -64,6 +64,13 @@ def test_parse_until_rejects(text: str) -> None:
     assert str(excinfo.value) == f"expected {FORMS}, got {text!r}"
 
 
+@pytest.mark.parametrize("text", [pytest.param("9999-12-31", id="last-day"), pytest.param("+99999999d", id="far-ahead")])
+def test_parse_until_rejects_a_time_past_the_last_day(text: str) -> None:
+    with pytest.raises(ValueError) as excinfo:
+        parse_until(text, NOW)
+    assert str(excinfo.value) == f"expected {FORMS} before 9999-12-31, got {text!r}"
+
+
 def test_parse_time_takes_what_yaml_makes_of_dates_and_timestamps() -> None:
     assert parse_time(dt.date(2026, 7, 20)) == dt.datetime(2026, 7, 21)
     aware = dt.datetime(2026, 7, 20, 18, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
