@@ -354,7 +354,7 @@ def test_sigterm_finishes_the_running_job_and_releases_the_lock(tmp_path):
     assert "anomaly serve: started as " in serve.output and "  pull:sample " in serve.output
     assert "anomaly serve: SIGTERM: finishing the running job" in serve.output
     assert "anomaly serve: stopped; the service lock is released" in serve.output
-    assert [a["event"] for a in alerts(tmp_path) if a["campaign_id"] == STORY] == ["opened"]  # the job finished
+    assert [a["event"] for a in alerts(tmp_path) if a["campaign_id"] == STORY] == ["opened"], serve.output  # the job finished
     assert Store(load_config(config_path)[0].store.url.get_secret_value()).service_lock_holder() is None
 
 
