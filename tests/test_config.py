@@ -362,12 +362,6 @@ CONFIG_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("config, lines", CONFIG_ERRORS)
-def test_config_error(tmp_path: Path, config: str | bytes, lines: list[str]) -> None:
-    path = write_case(tmp_path, config)
-    assert str(load_error(path, environ={})) == expected(tmp_path, lines)
-
-
 def test_config_file_not_found(tmp_path: Path) -> None:
     assert str(load_error(tmp_path / "nope.yaml")) == expected(tmp_path, ["nope.yaml: file not found"])
 
@@ -1093,8 +1087,8 @@ YAML_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("config, lines", YAML_ERRORS)
-def test_broken_yaml_is_refused_clearly(tmp_path: Path, config: str | bytes, lines: list[str]) -> None:
+@pytest.mark.parametrize("config, lines", CONFIG_ERRORS + YAML_ERRORS)
+def test_config_error(tmp_path: Path, config: str | bytes, lines: list[str]) -> None:
     path = write_case(tmp_path, config)
     assert str(load_error(path, environ={})) == expected(tmp_path, lines)
 

@@ -200,7 +200,41 @@ METRIC_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("content, expected", METRIC_ERRORS)
+LIMIT_ERRORS = [
+    pytest.param(
+        HEADER + "2026-07-01,1001,55,10\x00,2,1\n",
+        ["line 2: not valid UTF-8 text (a NUL byte at offset 68; is the file UTF-16 or binary?); save the file as UTF-8"],
+        id="nul-byte",
+    ),
+    pytest.param(
+        HEADER.encode("utf-16-le") + "2026-07-01,1001,55,10,2,1\n".encode("utf-16-le"),
+        ["line 1: not valid UTF-8 text (a NUL byte at offset 1; is the file UTF-16 or binary?); save the file as UTF-8"],
+        id="utf16-without-byte-order-mark",
+    ),
+    pytest.param(
+        HEADER + "2026-07-01," + "1" * 65 + ",55,10,2,1\n",
+        ["line 2, column account_id: expected at most 64 characters, got '" + "1" * 40 + "...' (65 characters)"],
+        id="account-id-longer-than-the-store-holds",
+    ),
+    pytest.param(
+        HEADER + "2026-07-01,1001," + "Ω" * 65 + ",10,2,1\n",
+        ["line 2, column campaign_id: expected at most 64 characters, got '" + "Ω" * 40 + "...' (65 characters)"],
+        id="campaign-id-longer-than-the-store-holds",
+    ),
+    pytest.param(
+        HEADER + "2026-07-01,1001,55," + "9" * 140_000 + ",2,1\n",
+        ["line 2: expected cells of at most 131,072 characters, got a longer one"],
+        id="cell-longer-than-the-csv-limit",
+    ),
+    pytest.param(
+        HEADER + '2026-07-01,1001,55,"' + "9" * 140_000 + '",2,1\n',
+        ["line 2: expected cells of at most 131,072 characters, got a longer one"],
+        id="quoted-cell-longer-than-the-csv-limit",
+    ),
+]
+
+
+@pytest.mark.parametrize("content, expected", METRIC_ERRORS + LIMIT_ERRORS)
 def test_metrics_error(tmp_path, content, expected):
     path = write(tmp_path / "m.csv", content)
     with pytest.raises(DataError) as excinfo:
@@ -335,7 +369,26 @@ CHANGE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("content, expected", CHANGE_ERRORS)
+CHANGE_LIMIT_ERRORS = [
+    pytest.param(
+        "changed_at,account_id,client_type\n2026-07-09T14:03,1001," + "X" * 41 + "\n",
+        ["line 2, column client_type: expected at most 40 characters, got '" + "X" * 40 + "...' (41 characters)"],
+        id="client-type-longer-than-the-store-holds",
+    ),
+    pytest.param(
+        "changed_at,account_id,campaign_id\n2026-07-09T14:03,1001," + "5" * 65 + "\n",
+        ["line 2, column campaign_id: expected at most 64 characters, got '" + "5" * 40 + "...' (65 characters)"],
+        id="campaign-id-longer-than-the-store-holds",
+    ),
+    pytest.param(
+        "changed_at,account_id\n2026-07-09T14:03,10\x0001\n",
+        ["line 2: not valid UTF-8 text (a NUL byte at offset 41; is the file UTF-16 or binary?); save the file as UTF-8"],
+        id="nul-byte",
+    ),
+]
+
+
+@pytest.mark.parametrize("content, expected", CHANGE_ERRORS + CHANGE_LIMIT_ERRORS)
 def test_changes_error(tmp_path, content, expected):
     path = write(tmp_path / "c.csv", content)
     with pytest.raises(DataError) as excinfo:
@@ -477,75 +530,6 @@ def test_fetch_reports_problems_of_every_file_together(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # what the store could not hold, and cells too long to be cells
-
-
-LIMIT_ERRORS = [
-    pytest.param(
-        HEADER + "2026-07-01,1001,55,10\x00,2,1\n",
-        ["line 2: not valid UTF-8 text (a NUL byte at offset 68; is the file UTF-16 or binary?); save the file as UTF-8"],
-        id="nul-byte",
-    ),
-    pytest.param(
-        HEADER.encode("utf-16-le") + "2026-07-01,1001,55,10,2,1\n".encode("utf-16-le"),
-        ["line 1: not valid UTF-8 text (a NUL byte at offset 1; is the file UTF-16 or binary?); save the file as UTF-8"],
-        id="utf16-without-byte-order-mark",
-    ),
-    pytest.param(
-        HEADER + "2026-07-01," + "1" * 65 + ",55,10,2,1\n",
-        ["line 2, column account_id: expected at most 64 characters, got '" + "1" * 40 + "...' (65 characters)"],
-        id="account-id-longer-than-the-store-holds",
-    ),
-    pytest.param(
-        HEADER + "2026-07-01,1001," + "Ω" * 65 + ",10,2,1\n",
-        ["line 2, column campaign_id: expected at most 64 characters, got '" + "Ω" * 40 + "...' (65 characters)"],
-        id="campaign-id-longer-than-the-store-holds",
-    ),
-    pytest.param(
-        HEADER + "2026-07-01,1001,55," + "9" * 140_000 + ",2,1\n",
-        ["line 2: expected cells of at most 131,072 characters, got a longer one"],
-        id="cell-longer-than-the-csv-limit",
-    ),
-    pytest.param(
-        HEADER + '2026-07-01,1001,55,"' + "9" * 140_000 + '",2,1\n',
-        ["line 2: expected cells of at most 131,072 characters, got a longer one"],
-        id="quoted-cell-longer-than-the-csv-limit",
-    ),
-]
-
-
-@pytest.mark.parametrize("content, expected", LIMIT_ERRORS)
-def test_metrics_beyond_the_limits(tmp_path, content, expected):
-    path = write(tmp_path / "m.csv", content)
-    with pytest.raises(DataError) as excinfo:
-        read_metrics_csv(path)
-    assert str(excinfo.value) == message(path, *expected)
-
-
-CHANGE_LIMIT_ERRORS = [
-    pytest.param(
-        "changed_at,account_id,client_type\n2026-07-09T14:03,1001," + "X" * 41 + "\n",
-        ["line 2, column client_type: expected at most 40 characters, got '" + "X" * 40 + "...' (41 characters)"],
-        id="client-type-longer-than-the-store-holds",
-    ),
-    pytest.param(
-        "changed_at,account_id,campaign_id\n2026-07-09T14:03,1001," + "5" * 65 + "\n",
-        ["line 2, column campaign_id: expected at most 64 characters, got '" + "5" * 40 + "...' (65 characters)"],
-        id="campaign-id-longer-than-the-store-holds",
-    ),
-    pytest.param(
-        "changed_at,account_id\n2026-07-09T14:03,10\x0001\n",
-        ["line 2: not valid UTF-8 text (a NUL byte at offset 41; is the file UTF-16 or binary?); save the file as UTF-8"],
-        id="nul-byte",
-    ),
-]
-
-
-@pytest.mark.parametrize("content, expected", CHANGE_LIMIT_ERRORS)
-def test_changes_beyond_the_limits(tmp_path, content, expected):
-    path = write(tmp_path / "c.csv", content)
-    with pytest.raises(DataError) as excinfo:
-        read_changes_csv(path)
-    assert str(excinfo.value) == message(path, *expected)
 
 
 def test_ids_as_long_as_the_store_holds_load(tmp_path):
