@@ -110,7 +110,7 @@ class Project:
         ownership wins for an account it names). Whatever no period covers is managed by
         ``ownership.default_party``."""
         declared = self._declared.assign(source="config")
-        inferred = with_inferred(self._declared, self.store.load_inferred_ownership()).iloc[len(self._declared):].assign(source="inferred")
+        inferred = self._periods().iloc[len(self._declared):].assign(source="inferred")  # what the declared periods leave to it
         frame = pd.concat([declared, inferred], ignore_index=True)
         if account is not None:
             frame = frame[frame["account_id"].isin(_as_list(account))]
