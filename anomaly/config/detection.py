@@ -1,0 +1,59 @@
+"""config.yaml ``detection``: baselines, day-to-day variation, the isolation forest and incidents."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from anomaly.config.base import StrictModel
+
+
+class BaselineConfig(StrictModel):
+    """Each campaign's trailing baseline: exponentially weighted, blind to days that are
+    significantly worse than it (so an ongoing incident does not become the new normal), held at
+    its pre-handoff level for ``probation_days`` after the managing party changes, and for small
+    campaigns shrunk toward the account's cost per lead by ``shrink_leads`` pseudo-leads."""
+
+    half_life_days: float = Field(14.0, gt=0, le=365)
+    min_days: int = Field(14, ge=1, le=365)
+    min_leads: float = Field(5.0, ge=0)
+    elevated_ratio: float = Field(1.3, gt=1)
+    elevated_p_value: float = Field(0.01, gt=0, le=1)
+    max_excluded_days: int = Field(28, ge=1, le=365)
+    probation_days: int = Field(28, ge=0, le=365)
+    shrink_leads: float = Field(5.0, ge=0)
+    weekday_half_life_weeks: float = Field(8.0, gt=0, le=104)
+    weekday_prior_weeks: float = Field(2.0, ge=0)
+
+
+class VariationConfig(StrictModel):
+    """Day-to-day variation beyond counting noise, as a coefficient of variation: how much a
+    campaign's cost per lead (``leads``) and cost per click (``clicks``) move on a normal day.
+    Larger values make every significance test more cautious."""
+
+    leads: float = Field(0.15, ge=0, le=2)
+    clicks: float = Field(0.15, ge=0, le=2)
+
+
+class ForestConfig(StrictModel):
+    """One isolation forest for the whole portfolio, refitted on the first of each month on the
+    ``training_days`` before it, so a replay and a live run score every day the same way."""
+
+    enabled: bool = False
+    n_estimators: int = Field(100, ge=1, le=1000)
+    max_samples: int = Field(256, ge=16, le=100_000)
+    training_days: int = Field(180, ge=7, le=3650)
+    min_training_rows: int = Field(500, ge=10)
+    random_state: int = 0
+
+
+class IncidentConfig(StrictModel):
+    resolve_after_days: int = Field(2, ge=1, le=60)
+    changes_before_onset_days: int = Field(7, ge=0, le=90)
+
+
+class DetectionConfig(StrictModel):
+    account_level: bool = True  # also watch each account's total, as if it were one more campaign
+    baseline: BaselineConfig = BaselineConfig()
+    variation: VariationConfig = VariationConfig()
+    forest: ForestConfig = ForestConfig()
+    incidents: IncidentConfig = IncidentConfig()

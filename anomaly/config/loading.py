@@ -1,0 +1,201 @@
+"""Loading config.yaml and rules/*.yaml: every problem at once, and the checks across settings that
+no single model can make (names that must be defined, names used twice)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from anomaly.config.errors import _hidden_problems, _problems_from_validation
+from anomaly.config.model import Config
+from anomaly.config.parties import PartyConfig
+from anomaly.config.rules import RuleBase, RulesFile
+from anomaly.config.yamlio import interpolate_env, read_yaml
+from anomaly.errors import ConfigError, Problem
+
+
+def load_rules(rules_dir: Path, parties: dict[str, PartyConfig] | None = None) -> list[RuleBase]:
+    """Load every ``*.yaml``/``*.yml`` file in ``rules_dir``. Raise ConfigError with all problems."""
+    rules, problems = _load_rules(Path(rules_dir), parties)
+    if problems:
+        raise ConfigError(problems)
+    return rules
+
+
+def _load_rules(
+    rules_dir: Path, parties: dict[str, PartyConfig] | None, environ: dict[str, str] | None = None
+) -> tuple[list[RuleBase], list[Problem]]:
+    problems: list[Problem] = []
+    try:
+        found = rules_dir.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        return [], [Problem(str(rules_dir), "", f"cannot read the rules folder ({exc.strerror or exc})")]
+    if not found:
+        return [], [Problem(str(rules_dir), "", "rules folder not found")]
+    files = sorted([*rules_dir.glob("*.yaml"), *rules_dir.glob("*.yml")])
+    if not files:
+        problems.append(Problem(str(rules_dir), "", "no rule files (*.yaml) in the rules folder"))
+    rules: list[RuleBase] = []
+    first_seen: dict[str, str] = {}
+    for path in files:
+        try:
+            raw = read_yaml(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        hidden: dict[str, str] = {}
+        raw, env_problems = interpolate_env(raw, str(path), environ, hidden)
+        problems.extend(env_problems)
+        if not isinstance(raw, dict):
+            problems.append(Problem(str(path), "", f"expected a mapping with a 'rules' list, got {'an empty file' if raw is None else type(raw).__name__}"))
+            continue
+        try:
+            parsed = RulesFile.model_validate(raw)
+        except ValidationError as exc:
+            problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), RulesFile, hidden), env_problems))
+            continue
+        for i, rule in enumerate(parsed.rules):
+            where = f"rules[{i}]"
+            if rule.name in first_seen:
+                problems.append(Problem(str(path), f"{where}.name", f"rule name {rule.name!r} is already used in {first_seen[rule.name]}"))
+            first_seen.setdefault(rule.name, f"{path.name}")
+            if parties is not None:
+                for j, party in enumerate(rule.scope.parties):
+                    if party not in parties:
+                        problems.append(Problem(str(path), f"{where}.scope.parties[{j}]", _undefined_party(party, parties)))
+            rules.append(rule)
+    return rules, problems
+
+
+def _without_unset_env(problems: list[Problem], env_problems: list[Problem]) -> list[Problem]:
+    """Drop what a value left empty by an unset ``${VAR}`` caused: the unset variable is the problem."""
+    unset = {p.where for p in env_problems}
+    return [p for p in problems if p.where not in unset]
+
+
+def undefined_references(config: Config, rules: list[RuleBase], *, party: str | None, rule: str | None) -> dict[str, str]:
+    """What a silence names that is not configured, by matcher: a silence on a typo would hold
+    back nothing."""
+    problems = {}
+    if party is not None and party not in config.parties:
+        problems["party"] = _undefined_party(party, config.parties)
+    if rule is not None and rule not in {r.name for r in rules}:
+        problems["rule"] = f"rule {rule!r} is not defined in {config.rules_dir} (defined: {', '.join(sorted(r.name for r in rules)) or 'none'})"
+    return problems
+
+
+def _undefined_party(party: str, parties: dict[str, PartyConfig]) -> str:
+    known = ", ".join(sorted(parties)) or "none are configured"
+    return f"party {party!r} is not defined under 'parties' (defined: {known})"
+
+
+#: The embedded default: the config.yaml that ships beside the package.
+PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
+CONFIG_ENV = "ANOMALY_CONFIG"
+
+
+def default_config_path(environ: dict[str, str] | None = None) -> Path:
+    """The config.yaml to use when none is named: ``$ANOMALY_CONFIG``, else ``./config.yaml``,
+    else the project's embedded default."""
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    here = Path("config.yaml")
+    return here if here.exists() else PROJECT_CONFIG
+
+
+def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> tuple[Config, list[RuleBase]]:
+    """Load config.yaml and the rules it points to. Raise ConfigError listing every problem."""
+    path = Path(path).resolve()
+    raw = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem(str(path), "", f"expected a mapping of settings, got {type(raw).__name__}")])
+    hidden: dict[str, str] = {}
+    raw, problems = interpolate_env(raw, str(path), environ, hidden)
+    try:
+        config = Config.model_validate(raw, context={"base_dir": str(path.parent)})
+    except ValidationError as exc:
+        problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), Config, hidden), problems))
+        config = None
+    if config is not None:
+        problems.extend(_cross_check(config, str(path)))
+        rules_dir = Path(config.rules_dir)
+    else:  # still check the rules, so that every problem is reported at once
+        named = raw.get("rules_dir")
+        rules_dir = path.parent / (named if isinstance(named, str) and named else "rules")
+    rules, rule_problems = _load_rules(rules_dir, config.parties if config is not None else None, environ)
+    problems.extend(rule_problems)
+    if config is not None and not rule_problems:  # with a broken rules file, a named rule may just be unread
+        problems.extend(
+            Problem(str(path), f"alerts.silences[{i}].{name}", message)
+            for i, silence in enumerate(config.alerts.silences)
+            for name, message in undefined_references(config, rules, party=silence.party, rule=silence.rule).items()
+        )
+    if config is not None and not config.detection.forest.enabled:
+        problems.extend(
+            Problem(str(path), "detection.forest.enabled", f"rule {rule.name!r} uses the isolation forest: set it to true, or disable the rule")
+            for rule in rules
+            if rule.enabled and (rule.type == "isolation_forest" or rule.forest.mode != "ignore")
+        )
+    if problems:
+        raise ConfigError(_hidden_problems(problems, hidden))
+    return config, rules
+
+
+def _sink_references(config: Config, file: str) -> list[Problem]:
+    """Every sink a route or ``default_sinks`` names is configured; every party a route names is."""
+    names = [sink.name for sink in config.alerts.sinks]
+    problems = []
+
+    def check(where: str, name: str) -> None:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(Problem(file, where, f"no configured alert sink is named {name!r}; {hint}configured: {', '.join(names)}"))
+
+    for i, route in enumerate(config.alerts.routes):
+        for j, name in enumerate(route.sinks):
+            check(f"alerts.routes[{i}].sinks[{j}]", name)
+        for j, party in enumerate(route.party):
+            if party not in config.parties:
+                problems.append(Problem(file, f"alerts.routes[{i}].party[{j}]", _undefined_party(party, config.parties)))
+    for j, name in enumerate(config.alerts.default_sinks):
+        check(f"alerts.default_sinks[{j}]", name)
+    return problems
+
+
+def _cross_check(config: Config, file: str) -> list[Problem]:
+    problems = _sink_references(config, file)
+    names: dict[str, int] = {}
+    for i, source in enumerate(config.sources):
+        if source.name in names:
+            problems.append(Problem(file, f"sources[{i}].name", f"source name {source.name!r} is already used by sources[{names[source.name]}]"))
+        names.setdefault(source.name, i)
+    own = config.ownership
+    if own.default_party and own.default_party not in config.parties:
+        problems.append(Problem(file, "ownership.default_party", _undefined_party(own.default_party, config.parties)))
+    seen: dict[tuple, int] = {}
+    for i, assignment in enumerate(own.assignments):
+        key = (assignment.account_id, assignment.campaign_id)
+        if key in seen:
+            problems.append(Problem(file, f"ownership.assignments[{i}]", f"account {key[0]!r}{'' if key[1] is None else f' campaign {key[1]!r}'} is already assigned in ownership.assignments[{seen[key]}]"))
+        seen.setdefault(key, i)
+        for j, period in enumerate(assignment.history):
+            if period.party not in config.parties:
+                problems.append(Problem(file, f"ownership.assignments[{i}].history[{j}].party", _undefined_party(period.party, config.parties)))
+    if config.settlement is not None:
+        for bearer, split in config.settlement.shares.items():
+            named = {f"settlement.shares.{bearer}": bearer, **{f"settlement.shares.{bearer}.{party}": party for party in split}}
+            problems.extend(Problem(file, where, _undefined_party(party, config.parties)) for where, party in named.items() if party not in config.parties)
+    domains: dict[str, str] = {}
+    for key, party in config.parties.items():
+        for j, domain in enumerate(party.domains):
+            if domain in domains:
+                problems.append(Problem(file, f"parties.{key}.domains[{j}]", f"domain {domain!r} already belongs to party {domains[domain]!r}"))
+            domains.setdefault(domain, key)
+    return problems

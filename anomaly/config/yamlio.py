@@ -1,0 +1,199 @@
+"""YAML loading: safe, duplicate keys rejected, positions kept for syntax errors, size bounded; and
+``${VAR}`` interpolation of the parsed tree.
+
+Named ``yamlio`` so that it cannot shadow PyYAML's ``yaml``."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from anomaly.config.base import _key, _short
+from anomaly.errors import ConfigError, Problem
+
+
+#: Bounds on what one YAML file may cost. A real config or rules file is a few kilobytes, a few
+#: levels deep and a few hundred values long; these leave room for far larger ones while keeping a
+#: broken or hostile file (an alias bomb, ten thousand nested brackets) to a fraction of a second.
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_DEPTH = 64
+#: values in the document with each alias counted as the values it repeats, which is what every
+#: later step (``interpolate_env``, validation) walks
+MAX_YAML_VALUES = 20_000
+
+_SCALAR_KINDS = {
+    "timestamp": "a date (YYYY-MM-DD) or a date-time",
+    "int": f"an integer (at most {sys.get_int_max_str_digits() or 'any number of'} digits)",
+    "float": "a number",
+    "bool": "true or false",
+}
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key written twice in one mapping (the second would silently win),
+    keys that are lists or mappings, nesting deeper than ``MAX_YAML_DEPTH`` and documents whose
+    aliases expand them beyond ``MAX_YAML_VALUES`` values; a value that PyYAML's own constructors
+    cannot build (``2026-02-30``, ``!!int abc``) is a YAML error at its position."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+        self._anchor_values: dict[str, int] = {}  # values under each finished anchor
+        self._open_anchors: set[str] = set()
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{event.anchor} is used inside its own anchor &{event.anchor}; expected an alias of a finished value", event.start_mark
+                )
+            self._count(self._anchor_values.get(event.anchor, 0), event.start_mark)  # an unknown alias is reported by PyYAML
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"expected at most {MAX_YAML_DEPTH} levels of nesting, got more", event.start_mark)
+        first = self._values
+        if event.anchor is not None:
+            self._open_anchors.add(event.anchor)
+        self._depth += 1
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._count(1, event.start_mark)
+        if event.anchor is not None:
+            self._open_anchors.discard(event.anchor)
+            self._anchor_values[event.anchor] = self._values - first
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            raise yaml.composer.ComposerError(
+                None, None, f"expected at most {MAX_YAML_VALUES:,} values, counting each alias as the values it repeats, and got more by this point", mark
+            )
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # PyYAML's constructors fail with these on a value that its resolver or an explicit tag
+            # sent them but that they cannot build
+            kind = node.tag.rsplit(":", 1)[-1]
+            expected = _SCALAR_KINDS.get(kind, f"a value of type !!{kind}")
+            given = _short(node.value) if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+            # what datetime says is wrong, when it says it briefly ("day is out of range for month")
+            brief = kind == "timestamp" and isinstance(exc, (ValueError, OverflowError)) and len(str(exc)) <= 40
+            detail = f" ({exc})" if brief else ""
+            raise yaml.constructor.ConstructorError(None, None, f"expected {expected}, got {given}{detail}", node.start_mark) from None
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    if not isinstance(node, yaml.MappingNode):  # a scalar or a list tagged !!map
+        raise yaml.constructor.ConstructorError(None, None, f"expected a mapping, got a {node.id}", node.start_mark)
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            kind = "list" if isinstance(key, list) else "mapping" if isinstance(key, dict) else type(key).__name__
+            raise yaml.constructor.ConstructorError(None, None, f"expected a key that is text or a number, got a {kind}", key_node.start_mark) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key]})", key_node.start_mark
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse one YAML file safely. Raise ConfigError naming the line and column of a syntax error."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_YAML_BYTES + 1)  # no further: the file may be huge, or endless
+            size = os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(path), "", "file not found")]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem(str(path), "", "is a directory, expected a YAML file")]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read the file ({exc.strerror or exc})")]) from None
+    if len(data) > MAX_YAML_BYTES:
+        given = f"{size:,} bytes" if size > MAX_YAML_BYTES else "more"  # a device or a pipe has no size
+        raise ConfigError([Problem(str(path), "", f"expected a YAML file of at most {MAX_YAML_BYTES:,} bytes, got {given}")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            message = "not valid UTF-8 (the file is UTF-16); save the file as UTF-8"
+        else:
+            message = f"not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        raise ConfigError([Problem(str(path), "", message)]) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        message = exc.problem or str(exc)
+        if exc.context and exc.context not in message:
+            message = f"{exc.context}: {message}"
+        raise ConfigError([Problem(str(path), where, f"invalid YAML: {message}")]) from None
+    except yaml.reader.ReaderError as exc:  # a control character; PyYAML gives only its offset
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - before.rfind("\n")
+        where = f"line {line}, column {column}"
+        hint = "; is the file UTF-16? save it as UTF-8" if exc.character == 0 else ""
+        raise ConfigError([Problem(str(path), where, f"invalid YAML: expected printable text, got the character {chr(exc.character)!r}{hint}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(str(path), "", f"invalid YAML: {exc}")]) from None
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(
+    data: Any, file: str, environ: dict[str, str] | None = None, substituted: dict[str, str] | None = None
+) -> tuple[Any, list[Problem]]:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree. When given,
+    ``substituted`` receives each value read from the environment with the reference that read it
+    (``{"xoxb-…": "${SLACK_BOT_TOKEN}"}``), so that messages can show the reference instead."""
+    env = os.environ if environ is None else environ
+    problems: list[Problem] = []
+
+    def sub(value: str, path: str) -> str:
+        def one(match: re.Match) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                if substituted is not None and env[name]:
+                    substituted[env[name]] = match.group(0)
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(Problem(file, path, f"environment variable {name} is not set"))
+            return ""
+
+        return _ENV_REF.sub(one, value)
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{path}.{_key(k)}" if path else _key(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        if isinstance(node, str):
+            return sub(node, path)
+        return node
+
+    return walk(data, ""), problems
