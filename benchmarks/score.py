@@ -2,11 +2,15 @@
 
 An alert is one row of ``account_id, campaign_id ("" = account-level), family, onset, detected_on,
 managing_party, excess_cost``. It *detects* an incident when it is detected from the incident's
-onset to ``grace_days`` after its last day and is on the incident's campaign (or, for an
-account-wide incident, anywhere in its account). An account-level alert in the span of one of the
-account's campaign incidents is *explained*: not false, but not a detection either. Every other
-alert is false. Only alerts detected from ``eval_start`` (after the baselines' warm-up) to ``end``
-count.
+onset to ``grace_days`` after its last day and is on one of the incident's campaigns (the truth's
+optional ``campaigns`` column lists them when an incident hits several), or is account-level on an
+incident that hits several campaigns, or for an account-wide incident is anywhere in its account.
+An account-level alert in the span of one of the account's single-campaign incidents is
+*explained*: not false, but not a detection either. Every other alert is false. Only alerts
+detected from ``eval_start`` (after the baselines' warm-up) to ``end`` count.
+
+With ``visible`` (the oracle's verdict per incident, ``oracle_found``), every recall is also given
+as a share of what the data can show at all.
 
 Delays are in days from onset to the first detecting alert. The excess-cost error compares the
 detector's estimate with the cost the incident really caused, ``|estimate − true| / true``.
@@ -22,6 +26,7 @@ import pandas as pd
 from benchmarks.synth import SPIKE_FACTORS
 
 ALERT_COLUMNS = ["account_id", "campaign_id", "family", "onset", "detected_on", "managing_party", "excess_cost"]
+OPTIONAL_ALERT_COLUMNS = ["rule"]
 CLASSES = ("spike", "tracking_loss", "creep", "spend_runaway")
 BIG_SPIKE_FACTOR = 3.0  # "large spikes": at least this factor ...
 BIG_SPIKE_MIN_LEADS = 1.0  # ... in campaigns with at least this many leads a day
@@ -48,6 +53,8 @@ class Scores:
     party_accuracy: float
     median_excess_error: float
     incidents: pd.DataFrame = field(repr=False)
+    visible_recall: dict[str, float] = field(default_factory=dict)
+    alerts_scored: pd.DataFrame = field(default=None, repr=False)
 
     def row(self) -> dict[str, float]:
         """Every headline number, flat, for a table."""
@@ -68,6 +75,7 @@ class Scores:
             "median_excess_error": self.median_excess_error,
             **{f"recall_{cls}": value for cls, value in self.recall_by_class.items()},
             **{f"recall_spike_{factor:g}x": value for factor, value in self.recall_by_spike_factor.items()},
+            **{f"visible_{name}": value for name, value in self.visible_recall.items()},
         }
 
 
@@ -79,6 +87,7 @@ def score(
     eval_start: pd.Timestamp | str,
     end: pd.Timestamp | str,
     grace_days: int = 3,
+    visible: pd.Series | None = None,
 ) -> Scores:
     """Match ``alerts`` to the ``truth`` incidents (see the module docstring) and summarise.
 
@@ -98,6 +107,7 @@ def score(
     creeps = incidents[incidents["cls"] == "creep"]
     spikes = incidents[incidents["cls"] == "spike"]
     with_excess = detected[detected["true_excess"] > 0]
+    alerts = alerts.assign(false=~alerts["alert"].isin(not_false))
     return Scores(
         alerts=n_alerts,
         true_alerts=n_true,
@@ -116,11 +126,24 @@ def score(
         party_accuracy=_mean(detected["party_correct"]),
         median_excess_error=_median(with_excess["excess_error"]),
         incidents=incidents,
+        visible_recall=_visible_recall(incidents, visible) if visible is not None else {},
+        alerts_scored=alerts,
     )
 
 
+def _visible_recall(incidents: pd.DataFrame, visible: pd.Series) -> dict[str, float]:
+    """Recall among the incidents the oracle can see: overall, by class, and for big spikes."""
+    seen = incidents[incidents["incident_id"].map(visible).fillna(False).astype(bool)]
+    big = seen[(seen["cls"] == "spike") & (seen["magnitude"] >= BIG_SPIKE_FACTOR) & (seen["base_leads_per_day"] >= BIG_SPIKE_MIN_LEADS)]
+    return {
+        "recall": _mean(seen["detected"]),
+        "recall_big_spikes": _mean(big["detected"]),
+        **{f"recall_{cls}": _mean(seen.loc[seen["cls"] == cls, "detected"]) for cls in CLASSES},
+    }
+
+
 def _prepared(alerts: pd.DataFrame, eval_start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    out = alerts[ALERT_COLUMNS].copy()
+    out = alerts[ALERT_COLUMNS + [c for c in OPTIONAL_ALERT_COLUMNS if c in alerts]].copy()
     out["campaign_id"] = out["campaign_id"].fillna("").astype(str)
     out["account_id"] = out["account_id"].astype(str)
     out["onset"] = pd.to_datetime(out["onset"])
@@ -135,13 +158,27 @@ def _pairs(alerts: pd.DataFrame, truth: pd.DataFrame, grace_days: int) -> pd.Dat
     incidents = truth[["incident_id", "account_id", "campaign_id", "scope", "onset", "end"]].rename(
         columns={"campaign_id": "incident_campaign", "onset": "incident_onset"}
     )
+    incidents["hit"] = affected_campaigns(truth)
     pairs = alerts.merge(incidents, on="account_id")
     in_span = (pairs["detected_on"] >= pairs["incident_onset"]) & (pairs["detected_on"] <= pairs["end"] + pd.Timedelta(days=grace_days))
     pairs = pairs[in_span].copy()
     account_wide = pairs["scope"] == "account"
-    pairs["detects"] = account_wide | (pairs["campaign_id"] == pairs["incident_campaign"])
-    pairs["explains"] = ~account_wide & (pairs["campaign_id"] == "")
+    several = pairs["hit"].map(len) > 1
+    on_hit = pd.Series([c in hit for c, hit in zip(pairs["campaign_id"], pairs["hit"])], index=pairs.index, dtype=bool)
+    account_level = pairs["campaign_id"] == ""
+    pairs["detects"] = account_wide | on_hit | (account_level & several)
+    pairs["explains"] = ~pairs["detects"] & account_level
     return pairs
+
+
+def affected_campaigns(truth: pd.DataFrame) -> pd.Series:
+    """The campaigns each incident hits: the ``campaigns`` column where the truth has one, else its
+    campaign (none listed for an account-wide incident: it hits every campaign)."""
+    if "campaigns" in truth:
+        listed = truth["campaigns"].map(lambda c: tuple(c) if isinstance(c, (tuple, list, np.ndarray)) else ())
+        fallback = truth["campaign_id"].map(lambda c: (c,) if c else ())
+        return listed.where(listed.map(len) > 0, fallback)
+    return truth["campaign_id"].map(lambda c: (c,) if c else ())
 
 
 def _per_incident(truth: pd.DataFrame, detecting: pd.DataFrame) -> pd.DataFrame:
@@ -189,8 +226,8 @@ def _median(values: pd.Series) -> float:
 ORACLE_P_VALUE = 1e-4
 
 
-def oracle_row(truth: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, float]:
-    """The recall of an oracle: what the data can show at all, a ceiling for any detector.
+def oracle_found(truth: pd.DataFrame, metrics: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Which incidents an oracle sees (by ``incident_id``), and which creeps it sees before they double.
 
     The oracle knows each incident's true span and normal rates, and counts an incident as found
     when its data over that span are implausible at the normal rates (Poisson p <
@@ -203,10 +240,11 @@ def oracle_row(truth: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, float]:
     from scipy.stats import chi2, poisson
 
     found, early = {}, {}
-    for t in truth.itertuples(index=False):
+    hit = affected_campaigns(truth)
+    for t, campaigns in zip(truth.itertuples(index=False), hit):
         rows = (metrics["account_id"] == t.account_id) & metrics["date"].between(t.onset, t.end)
-        if t.scope == "campaign":
-            rows &= metrics["campaign_id"] == t.campaign_id
+        if campaigns:
+            rows &= metrics["campaign_id"].isin(campaigns)
         span = metrics[rows].sort_values("date")
         spend, leads, clicks = (float(span[c].sum()) for c in ("spend", "leads", "clicks"))
         normal_cost = spend - t.true_excess
@@ -225,6 +263,12 @@ def oracle_row(truth: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, float]:
             before = span[span["date"] < t.doubles_on] if pd.notna(t.doubles_on) else span
             growth = (1 + t.magnitude) ** np.arange(len(before))
             early[t.incident_id] = poisson.cdf(before["leads"].sum(), (before["leads"].to_numpy() * growth).sum()) < ORACLE_P_VALUE
+    return pd.Series(found, dtype=bool), pd.Series(early, dtype=bool)
+
+
+def oracle_row(truth: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, float]:
+    """The recall of an oracle (``oracle_found``): what the data can show at all, a ceiling for any detector."""
+    found, early = oracle_found(truth, metrics)
     hit = truth["incident_id"].map(found).astype(bool)
     big = (truth["cls"] == "spike") & (truth["magnitude"] >= BIG_SPIKE_FACTOR) & (truth["base_leads_per_day"] >= BIG_SPIKE_MIN_LEADS)
     spikes = truth["cls"] == "spike"

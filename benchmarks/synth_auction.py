@@ -926,6 +926,30 @@ def _allowance(rng: np.random.Generator, dates: pd.DatetimeIndex, budget: np.nda
     return budget * factor / np.maximum(month_total[month] / DAYS_PER_MONTH, 1.0)
 
 
+def _recipients(rng: np.random.Generator, layout: _Layout, clicks: np.ndarray, day: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The sibling campaign that shares each split conversion: drawn in proportion to the siblings'
+    clicks that day (a campaign is on a converting path as often as it is clicked), uniformly when
+    no sibling had a click."""
+    a = layout.account_of[c]
+    first, count = layout.first_campaign[a], layout.campaign_count[a]
+    others = count - 1
+    uniform = first + (c - first + 1 + np.floor(rng.random(len(c)) * others).astype(int)) % np.maximum(count, 1)
+    weights = clicks.astype(float)
+    cum = np.cumsum(weights, axis=1)
+    before = lambda column: np.where(column > 0, cum[day, np.maximum(column - 1, 0)], 0.0)  # noqa: E731
+    start, own_start = before(first), before(c)
+    own = weights[day, c]
+    total = cum[day, first + count - 1] - start - own
+    target = start + rng.random(len(c)) * total
+    target = np.where(target >= own_start, target + own, target)  # skip the giving campaign itself
+    # one search over all rows at once: each day's cumulative clicks lifted above the day before's
+    lift = (np.arange(clicks.shape[0]) * (cum[:, -1].max() + 1.0))[:, None]
+    flat = (cum + lift).ravel()
+    found = np.searchsorted(flat, target + lift[day, 0], side="right") - day * clicks.shape[1]
+    found = np.clip(found, first, first + count - 1)
+    return np.where((total > 0) & (found != c), found, uniform)
+
+
 def _simulate(
     rng: np.random.Generator, layout: _Layout, dates: pd.DatetimeIndex, active: np.ndarray, normal: _Normal, fx: _Multipliers
 ) -> dict:
@@ -957,9 +981,7 @@ def _simulate(
     halves = rng.binomial(split - thirds, 0.5)
     given = (2 / 3) * thirds + 0.5 * halves + (1 / 3) * (split - thirds - halves)
     day, c = np.nonzero(given > 0)
-    a = account[c]
-    others = layout.campaign_count[a] - 1
-    to = layout.first_campaign[a] + (c - layout.first_campaign[a] + 1 + np.floor(rng.random(len(c)) * others).astype(int)) % (others + 1)
+    to = _recipients(rng, layout, clicks, day, c)
     on_air = active[day, to]
     given[day[~on_air], c[~on_air]] = 0.0
     received = np.zeros((days, n))
@@ -1082,6 +1104,14 @@ def _routine(rng: np.random.Generator, layout: _Layout, account: int, day: int, 
     return _Change(day, account, c, resource, operation, changed, old, new, party=party)
 
 
+def _described(change: _Change) -> str:
+    """The changed field with its old and new values as the Google Ads connector writes them
+    (``campaign_budget.amount: 150.00 -> 300.00``), or the field alone."""
+    if not (change.old_value and change.new_value):
+        return change.changed_fields
+    return f"{change.changed_fields.removesuffix('_micros')}: {change.old_value} -> {change.new_value}"
+
+
 def _change_frame(
     rng: np.random.Generator, layout: _Layout, dates: pd.DatetimeIndex, changes: list[_Change], party: np.ndarray
 ) -> pd.DataFrame:
@@ -1098,7 +1128,7 @@ def _change_frame(
             "client_type": CLIENT_TYPE,
             "resource_type": [c.resource_type for c in changes],
             "operation": [c.operation for c in changes],
-            "changed_fields": [c.changed_fields for c in changes],
+            "changed_fields": [_described(c) for c in changes],
             "old_value": [c.old_value for c in changes],
             "new_value": [c.new_value for c in changes],
         }
