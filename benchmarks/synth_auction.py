@@ -926,28 +926,31 @@ def _allowance(rng: np.random.Generator, dates: pd.DatetimeIndex, budget: np.nda
     return budget * factor / np.maximum(month_total[month] / DAYS_PER_MONTH, 1.0)
 
 
-def _recipients(rng: np.random.Generator, layout: _Layout, clicks: np.ndarray, day: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """The sibling campaign that shares each split conversion: drawn in proportion to the siblings'
-    clicks that day (a campaign is on a converting path as often as it is clicked), uniformly when
-    no sibling had a click."""
-    a = layout.account_of[c]
-    first, count = layout.first_campaign[a], layout.campaign_count[a]
-    others = count - 1
-    uniform = first + (c - first + 1 + np.floor(rng.random(len(c)) * others).astype(int)) % np.maximum(count, 1)
-    weights = clicks.astype(float)
-    cum = np.cumsum(weights, axis=1)
-    before = lambda column: np.where(column > 0, cum[day, np.maximum(column - 1, 0)], 0.0)  # noqa: E731
-    start, own_start = before(first), before(c)
-    own = weights[day, c]
-    total = cum[day, first + count - 1] - start - own
-    target = start + rng.random(len(c)) * total
-    target = np.where(target >= own_start, target + own, target)  # skip the giving campaign itself
-    # one search over all rows at once: each day's cumulative clicks lifted above the day before's
-    lift = (np.arange(clicks.shape[0]) * (cum[:, -1].max() + 1.0))[:, None]
-    flat = (cum + lift).ravel()
-    found = np.searchsorted(flat, target + lift[day, 0], side="right") - day * clicks.shape[1]
-    found = np.clip(found, first, first + count - 1)
-    return np.where((total > 0) & (found != c), found, uniform)
+def _shared_credit(
+    rng: np.random.Generator, layout: _Layout, clicks: np.ndarray, active: np.ndarray, split: np.ndarray, given: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where split conversions' shared credit goes: each conversion to one sibling, drawn in
+    proportion to the siblings' clicks that day (a campaign is on a converting path as often as it
+    is clicked), uniformly over the siblings on air when none had a click. Returns the credit each
+    (day, campaign) receives and how many conversions it came in; credit with no sibling on air
+    stays with the campaign that gave it."""
+    days, n = clicks.shape
+    received = np.zeros((days, n))
+    pieces = np.zeros((days, n), dtype=np.int64)
+    kept = np.zeros((days, n))
+    for d, c in zip(*np.nonzero(split > 0)):
+        a = layout.account_of[c]
+        siblings = np.arange(layout.first_campaign[a], layout.first_campaign[a] + layout.campaign_count[a])
+        siblings = siblings[(siblings != c) & active[d, siblings]]
+        if not siblings.size:
+            kept[d, c] = given[d, c]
+            continue
+        weights = clicks[d, siblings].astype(float)
+        weights = weights / weights.sum() if weights.sum() > 0 else np.full(siblings.size, 1.0 / siblings.size)
+        counts = rng.multinomial(split[d, c], weights)
+        received[d, siblings] += counts * (given[d, c] / split[d, c])
+        pieces[d, siblings] += counts
+    return received, pieces, kept
 
 
 def _simulate(
@@ -980,14 +983,8 @@ def _simulate(
     thirds = rng.binomial(split, 1 / 3)
     halves = rng.binomial(split - thirds, 0.5)
     given = (2 / 3) * thirds + 0.5 * halves + (1 / 3) * (split - thirds - halves)
-    day, c = np.nonzero(given > 0)
-    to = _recipients(rng, layout, clicks, day, c)
-    on_air = active[day, to]
-    given[day[~on_air], c[~on_air]] = 0.0
-    received = np.zeros((days, n))
-    pieces = np.zeros((days, n), dtype=np.int64)
-    np.add.at(received, (day[on_air], to[on_air]), given[day[on_air], c[on_air]])
-    np.add.at(pieces, (day[on_air], to[on_air]), 1)
+    received, pieces, kept = _shared_credit(rng, layout, clicks, active, split, given)
+    given = given - kept
     # credit from others' conversions needs this campaign's clicks on the path: it moves with the
     # clicks an incident leaves it, its conversion rate and its tracking
     incident_clicks = _deliver(layout, normal.demand * fx.demand, normal.price * fx.price, budget)[2]
