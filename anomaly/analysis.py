@@ -193,9 +193,10 @@ class Project:
                 metrics = metrics[metrics["account_id"].isin(accounts)]
             if metrics.empty:
                 raise NoData(f"the store at {self.store.describe()} holds no metrics{_for(accounts)}; run `anomaly run` (or `anomaly demo`) first")
+            last = metrics["date"].max() + pd.Timedelta(days=1)
             self._detections[key] = detect(
                 metrics, self._periods(), rules if rules is not None else self.rules, self.config.detection,
-                _ts(as_of), default_party=self.config.ownership.default_party,
+                _ts(as_of), default_party=self.config.ownership.default_party, changes=self.store.load_changes(end=last.to_pydatetime()),
             )
         return self._detections[key]
 

@@ -120,6 +120,7 @@ def derive_incidents(
         config.detection,
         pd.Timestamp(as_of),
         default_party=config.ownership.default_party,
+        changes=changes,
     )
     return build_incidents(
         detection,

@@ -147,10 +147,10 @@ def test_tune_rules_checks_each_change(project):
     with pytest.raises(ConfigError) as error:
         project.tune_rules({"cpl-spike-1d": {"warning": 0.5, "critcal": 3}, "cpl-spike-2d": {}})
     lines = str(error.value).splitlines()
-    assert lines[0].startswith("tune_rules: cpl-spike-2d: no rule is named 'cpl-spike-2d' (defined: cpl-creep, cpl-spike-14d, ")
+    assert lines[0].startswith("tune_rules: cpl-spike-2d: no rule is named 'cpl-spike-2d' (defined: cpc-spike-1d, cpl-creep, cpl-spike-14d, ")
     assert lines[1:] == [
         "tune_rules: cpl-spike-1d.warning: must be a ratio > 1, got 0.5",
-        "tune_rules: cpl-spike-1d.critcal: unknown key; did you mean 'critical'? expected one of: after_ownership_change, baseline_lag_days, "
+        "tune_rules: cpl-spike-1d.critcal: unknown key; did you mean 'critical'? expected one of: after_changes, after_ownership_change, baseline_lag_days, "
         "critical, description, enabled, family, forest, max_p_value, min_expected_leads, min_spend, name, scope, type, use_clicks, warning, window_days",
     ]
 

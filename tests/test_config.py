@@ -39,10 +39,10 @@ ONE_RULE = {"a.yaml": "rules:\n  - {name: r1, type: cpl_ratio, warning: 2}\n"}
 PARTY_A = "parties:\n  a: {name: Agency A}\n"
 CONFIG_KEYS = "alerts, detection, ownership, parties, rules_dir, service, settlement, sources, store"
 RULE_KEYS = (  # a cpl_ratio rule's
-    "after_ownership_change, baseline_lag_days, critical, description, enabled, family, forest, max_p_value, "
+    "after_changes, after_ownership_change, baseline_lag_days, critical, description, enabled, family, forest, max_p_value, "
     "min_expected_leads, min_spend, name, scope, type, use_clicks, warning, window_days"
 )
-RULE_TYPE_NAMES = "'cpl_ratio', 'lead_shortfall', 'threshold', 'spend_ratio', 'isolation_forest'"
+RULE_TYPE_NAMES = "'cpl_ratio', 'lead_shortfall', 'threshold', 'spend_ratio', 'cpc_ratio', 'isolation_forest'"
 WITH_FOREST = "detection:\n  forest:\n    enabled: true\n"
 
 
@@ -93,7 +93,7 @@ CONFIG_ERRORS = [
         [
             "config.yaml: detection.baseline.half_lfe_days: unknown key; did you mean 'half_life_days'? expected one of: "
             "elevated_p_value, elevated_ratio, half_life_days, max_excluded_days, min_days, min_leads, "
-            "probation_days, shrink_leads, weekday_half_life_weeks, weekday_prior_weeks"
+            "new_spend_level_days, probation_days, shrink_leads, spend_spread, weekday_half_life_weeks, weekday_prior_weeks"
         ],
         id="unknown-key-nested",
     ),
@@ -394,7 +394,7 @@ RULE_ERRORS = [
         "", rule("- {name: r1, type: threshold, metric: cpl, warning: 400, directon: below}\n"),
         [
             "rules/a.yaml: rules[0].directon: unknown key; did you mean 'direction'? expected one of: "
-            "after_ownership_change, baseline_lag_days, critical, description, direction, enabled, family, forest, max_p_value, metric, "
+            "after_changes, after_ownership_change, baseline_lag_days, critical, description, direction, enabled, family, forest, max_p_value, metric, "
             "min_expected_leads, min_spend, name, scope, type, warning, window_days"
         ],
         id="unknown-key-typo-type-specific",
@@ -821,7 +821,7 @@ def test_empty_config_loads_with_the_model_defaults(tmp_path: Path) -> None:
     assert (shortfall.max_p_value, shortfall.min_expected_leads, shortfall.breach_direction()) == (0.001, 3.0, "below")
     assert (clicks.max_p_value, clicks.rule_family, clicks.breach_direction()) == (None, "clicks", "below")
     assert (ratio.use_clicks, ratio.baseline_lag_days) == (True, 0)
-    assert (runaway.max_p_value, runaway.rule_family, runaway.breach_direction()) == (None, "spend", "above")
+    assert (runaway.max_p_value, runaway.rule_family, runaway.breach_direction()) == (0.001, "spend", "above")
 
 
 def test_models_are_frozen(tmp_path: Path) -> None:
@@ -838,7 +838,7 @@ def test_models_are_frozen(tmp_path: Path) -> None:
 
 
 def test_rule_types_are_keyed_by_their_yaml_type() -> None:
-    assert list(RULE_TYPES) == ["cpl_ratio", "lead_shortfall", "threshold", "spend_ratio", "isolation_forest"]
+    assert list(RULE_TYPES) == ["cpl_ratio", "lead_shortfall", "threshold", "spend_ratio", "cpc_ratio", "isolation_forest"]
     for name, model in RULE_TYPES.items():
         assert typing.get_args(model.model_fields["type"].annotation) == (name,)
 

@@ -11,7 +11,11 @@ class BaselineConfig(StrictModel):
     """Each campaign's trailing baseline: exponentially weighted, blind to days that are
     significantly worse than it (so an ongoing incident does not become the new normal), held at
     its pre-handoff level for ``probation_days`` after the managing party changes, and for small
-    campaigns shrunk toward the account's cost per lead by ``shrink_leads`` pseudo-leads."""
+    campaigns shrunk toward the account's cost per lead by ``shrink_leads`` pseudo-leads.
+
+    Spend has a level of its own (``anomaly.detect.spend_level``): ``spend_spread`` is the prior of
+    how far a campaign's log spend strays from day to day, and a step in spend whose cost per click
+    and cost per lead stay at baseline becomes the new level after ``new_spend_level_days`` days."""
 
     half_life_days: float = Field(14.0, gt=0, le=365)
     min_days: int = Field(14, ge=1, le=365)
@@ -23,15 +27,29 @@ class BaselineConfig(StrictModel):
     shrink_leads: float = Field(5.0, ge=0)
     weekday_half_life_weeks: float = Field(8.0, gt=0, le=104)
     weekday_prior_weeks: float = Field(2.0, ge=0)
+    spend_spread: float = Field(0.35, gt=0, le=5)
+    new_spend_level_days: int = Field(3, ge=1, le=60)
 
 
 class VariationConfig(StrictModel):
     """Day-to-day variation beyond counting noise, as a coefficient of variation: how much a
     campaign's cost per lead (``leads``) and cost per click (``clicks``) move on a normal day.
-    Larger values make every significance test more cautious."""
+    Larger values make every significance test more cautious.
+
+    With ``learn``, each campaign's own variation is learned from its history
+    (``anomaly.detect.variation``): ``leads`` and ``clicks`` are then the prior, worth
+    ``prior_days`` days of data, that a campaign with little history (through its account) starts
+    from; ``half_life_days`` is how fast old days are forgotten and ``floor`` the least variation
+    any campaign is credited with. ``drift`` is the prior of the part that does not average out
+    over a window: how far a campaign's rates wander from its baseline within weeks."""
 
     leads: float = Field(0.15, ge=0, le=2)
     clicks: float = Field(0.15, ge=0, le=2)
+    learn: bool = True
+    prior_days: float = Field(14.0, ge=0, le=365)
+    half_life_days: float = Field(60.0, gt=0, le=730)
+    floor: float = Field(0.03, ge=0, le=2)
+    drift: float = Field(0.05, ge=0, le=2)
 
 
 class ForestConfig(StrictModel):
@@ -53,6 +71,7 @@ class IncidentConfig(StrictModel):
 
 class DetectionConfig(StrictModel):
     account_level: bool = True  # also watch each account's total, as if it were one more campaign
+    reporting_lag_days: int = Field(7, ge=0, le=30)  # the last days' leads are judged as reported so far
     baseline: BaselineConfig = BaselineConfig()
     variation: VariationConfig = VariationConfig()
     forest: ForestConfig = ForestConfig()

@@ -46,6 +46,17 @@ class AfterOwnershipChange(StrictModel):
 
 TUNABLES = ("warning", "critical", "min_spend", "min_expected_leads", "max_p_value")
 
+ChangeKind = Literal["budget", "bidding", "status"]
+
+
+class AfterChange(AfterOwnershipChange):
+    """Other settings for the first ``within_days`` after a change of one of ``kinds`` in the
+    change history (``budget``, ``bidding``: a strategy or target, ``status``: paused, enabled or
+    created), e.g. a quieter rule while smart bidding relearns after a strategy change."""
+
+    kinds: list[ChangeKind] = Field(min_length=1)
+    within_days: int = Field(7, ge=1, le=365)
+
 
 class RuleBase(StrictModel):
     name: Slug
@@ -62,6 +73,7 @@ class RuleBase(StrictModel):
     scope: Scope = Scope()
     forest: ForestGate = ForestGate()
     after_ownership_change: AfterOwnershipChange | None = None
+    after_changes: list[AfterChange] = []
 
     #: What a breach looks like: "above" (observed >= threshold) or "below" (observed <= threshold).
     def breach_direction(self) -> str:
@@ -89,7 +101,9 @@ class RuleBase(StrictModel):
     @model_validator(mode="after")
     def _check_thresholds(self) -> "RuleBase":
         problems: list[str] = []
-        for prefix, source in (("", self), ("after_ownership_change.", self.after_ownership_change)):
+        overrides = [("after_ownership_change.", self.after_ownership_change)]
+        overrides += [(f"after_changes.{i}.", change) for i, change in enumerate(self.after_changes)]
+        for prefix, source in [("", self), *overrides]:
             if source is None:
                 continue
             if source is not self:
@@ -117,11 +131,13 @@ class RuleBase(StrictModel):
             raise ValueError("; ".join(problems))
         return self
 
-    def with_overrides(self) -> "RuleBase":
-        """This rule with its after-ownership-change settings applied (itself when it has none)."""
-        if self.after_ownership_change is None:
+    def with_overrides(self, overrides: AfterOwnershipChange | None = None) -> "RuleBase":
+        """This rule with ``overrides`` applied (default: its after-ownership-change settings;
+        itself when there are none)."""
+        overrides = overrides if overrides is not None else self.after_ownership_change
+        if overrides is None:
             return self
-        update = {k: getattr(self.after_ownership_change, k) for k in TUNABLES}
+        update = {k: getattr(overrides, k) for k in TUNABLES}
         return self.model_copy(update={k: v for k, v in update.items() if v is not None})
 
 
@@ -181,14 +197,53 @@ class ThresholdRule(RuleBase):
         return None if value >= 0 else "must be >= 0"
 
 
+class ExplainedBy(StrictModel):
+    """The changes that explain a jump in spend: one of ``kinds`` on the campaign (or its account)
+    within ``within_days``. A budget change that states its amounts explains spend up to its new
+    budget; one that multiplies the budget by more than ``max_budget_factor`` explains nothing (a
+    typed extra zero looks like that), and makes the rule take a jump significant at
+    ``worse_p_value`` as enough."""
+
+    kinds: list[ChangeKind] = ["budget", "bidding", "status"]
+    within_days: int = Field(7, ge=1, le=90)
+    max_budget_factor: float = Field(3.0, gt=1)
+
+
 class SpendRatioRule(RuleBase):
     """Spend over the window at least ``warning``× what the campaign usually spends on those
-    weekdays: a runaway budget or bid. Budget changes within the ratio stay quiet."""
+    weekdays, when the money buys worse or nothing explains it: a runaway budget or bid.
+
+    The jump must be implausible for the campaign's own day-to-day spread of spend
+    (``max_p_value``, default 0.001; a campaign of five clicks a day has a wide one, so its doubled
+    day is noise). Then it alerts when the cost per click or the cost per lead is at least
+    ``worse_ratio``× baseline and significantly so (``worse_p_value``), or when no change in
+    ``explained_by`` explains it. A step that keeps its cost per click and per lead becomes the
+    new level after ``detection.baseline.new_spend_level_days`` days."""
 
     type: Literal["spend_ratio"]
+    max_p_value: float | None = Field(0.001, gt=0, le=1)
+    worse_ratio: float = Field(1.25, gt=1)
+    worse_p_value: float = Field(0.01, gt=0, le=1)
+    explained_by: ExplainedBy | None = ExplainedBy()
 
     def default_family(self) -> str:
         return "spend"
+
+    @classmethod
+    def _check_threshold(cls, value: float) -> str | None:
+        return None if value > 1 else "must be a ratio > 1"
+
+
+class CpcRatioRule(RuleBase):
+    """Cost per click over the window at least ``warning``× the campaign's baseline, tested as
+    clicks bought for the spend against the campaign's own day-to-day variation
+    (``max_p_value``, default 0.001), on days whose cost per lead is not better than baseline: a
+    bid or auction spike shows in the clicks on its first day, long before a small campaign's
+    leads can. Its family is cost_per_lead: it opens (or feeds) the campaign's cost-per-lead
+    incident."""
+
+    type: Literal["cpc_ratio"]
+    max_p_value: float | None = Field(0.001, gt=0, le=1)
 
     @classmethod
     def _check_threshold(cls, value: float) -> str | None:
@@ -219,11 +274,12 @@ RULE_TYPES: dict[str, type[RuleBase]] = {
     "lead_shortfall": LeadShortfallRule,
     "threshold": ThresholdRule,
     "spend_ratio": SpendRatioRule,
+    "cpc_ratio": CpcRatioRule,
     "isolation_forest": IsolationForestRule,
 }
 
 Rule = Annotated[
-    Union[CplRatioRule, LeadShortfallRule, ThresholdRule, SpendRatioRule, IsolationForestRule],
+    Union[CplRatioRule, LeadShortfallRule, ThresholdRule, SpendRatioRule, CpcRatioRule, IsolationForestRule],
     Field(discriminator="type"),
 ]
 

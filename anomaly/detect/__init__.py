@@ -23,6 +23,8 @@ import pandas as pd
 
 from anomaly.config import DetectionConfig, RuleBase
 from anomaly.detect.baseline import Baseline, compute_baseline
+from anomaly.detect.changes import change_days
+from anomaly.detect.completeness import lead_share
 from anomaly.detect.forest import causal_scores
 from anomaly.detect.panel import Panel, build_panel, window_sum
 from anomaly.detect.rules import SEVERITY_NAMES, Context, RuleResult, evaluate_rule
@@ -58,6 +60,7 @@ class Detection:
     party_since: np.ndarray
     findings: pd.DataFrame
     episodes: pd.DataFrame
+    lead_share: np.ndarray | None = None  # the part of each day's final leads reported yet
 
 
 def detect(
@@ -69,12 +72,18 @@ def detect(
     *,
     start: pd.Timestamp | str | None = None,
     default_party: str | None = None,
+    changes: pd.DataFrame | None = None,
+    completeness: pd.DataFrame | None = None,
 ) -> Detection:
     """Run every enabled rule on daily canonical ``metrics`` up to ``as_of`` (default: the last day).
 
     ``start`` only limits which months the forest scores (earlier days still feed baselines and
     training); episodes are computed over all days. ``ownership`` holds periods as in
-    ``anomaly.schema.OWNERSHIP_COLUMNS``.
+    ``anomaly.schema.OWNERSHIP_COLUMNS``; ``changes`` the change history
+    (``anomaly.schema.CHANGE_COLUMNS``), whose budget, bidding and status changes rules may take
+    into account (``anomaly.detect.changes``); ``completeness`` the share of each account's final
+    leads reported so many days after the day, learned from restatements
+    (``anomaly.detect.completeness``; read from the data itself when not given).
     """
     panel = build_panel(metrics, pd.Timestamp(as_of) if as_of is not None else None, account_totals=params.account_level)
     party_from_day_before, since_from_day_before = _ownership(panel, ownership, default_party)
@@ -82,11 +91,13 @@ def detect(
     days_since_change = _days_since_change(party_from_day_before)
     baseline = compute_baseline(panel, params.baseline, params.variation, days_since_change)
     score = causal_scores(panel, baseline, params.forest, pd.Timestamp(start) if start is not None else None)
-    ctx = Context(panel, baseline, score, party, days_since_change, params.variation)
+    share = lead_share(panel, baseline.cpl, params.reporting_lag_days, completeness)
+    ctx = Context(panel, baseline, score, party, days_since_change, params.variation, change_days(panel, changes), share)
 
     windows: dict = {}
     enabled = [r for r in rules if r.enabled]
     per_rule = [(rule, evaluate_rule(rule, ctx, windows)) for rule in enabled]
+    per_rule = _pool_accounts(ctx, per_rule)
     per_rule = _defer_to_campaigns(panel, per_rule)
     findings = []
     for order, (rule, result) in enumerate(per_rule):
@@ -115,21 +126,54 @@ def detect(
     all_findings = pd.concat(findings, ignore_index=True) if findings else _no_findings()
     episodes = _episodes(panel, baseline, per_rule, all_findings, params, days_since_change)
     public = all_findings[FINDING_COLUMNS].sort_values(["date", "account_id", "campaign_id", "rule"], kind="stable").reset_index(drop=True)
-    return Detection(panel, baseline, score, party, since, public, episodes)
+    return Detection(panel, baseline, score, party, since, public, episodes, share)
 
 
 #: A family whose findings give way, on a campaign, to another family's: a spend jump that also
 #: wrecks the cost per lead is one incident (cost per lead), not two.
 YIELDS_TO = {"spend": "cost_per_lead"}
 EXPLAINS_DAYS = 7
+#: Families whose account totals pool the evidence of the campaigns not already in an incident.
+POOLED = {"cost_per_lead"}
+
+
+def _pool_accounts(ctx: Context, per_rule: list) -> list:
+    """Account totals of the ``POOLED`` families, judged on the campaigns that have not fired in
+    the family that day or the ``EXPLAINS_DAYS`` before: a campaign in an incident of its own
+    does not hide, or make, its account's; what is left of the account is tested as one. Several
+    campaigns that each lose a few leads, too few to prove anything alone, are one account-level
+    incident."""
+    panel = ctx.panel
+    if not per_rule or not panel.is_total.any():
+        return per_rule
+    out = list(per_rule)
+    for family in POOLED:
+        members = [i for i, (rule, _) in enumerate(per_rule) if rule.rule_family == family]
+        if not members:
+            continue
+        fired = np.max(np.stack([per_rule[i][1].level for i in members]), axis=0) > 0
+        excluded = _recent(fired, EXPLAINS_DAYS) & ~panel.is_total[None, :]
+        if not excluded.any():
+            continue
+        windows: dict = {}
+        totals = panel.is_total
+        for i in members:
+            rule, result = per_rule[i]
+            pooled = evaluate_rule(rule, ctx, windows, excluded)
+            level = np.where(totals[None, :], pooled.level, result.level).astype(np.int8)
+            observed = np.where(totals[None, :], pooled.observed, result.observed)
+            baseline = np.where(totals[None, :], pooled.baseline, result.baseline)
+            out[i] = (rule, RuleResult(result.metric, observed, baseline, level))
+    return out
 
 
 def _defer_to_campaigns(panel: Panel, per_rule: list) -> list:
     """Drop findings that another finding already explains, so one problem makes one incident.
 
-    An account total gives way to its campaigns: it fires only when none of the account's
-    campaigns fired in the same family that day or the week before (a problem spread thinly over
-    many campaigns). A family in ``YIELDS_TO`` gives way on a campaign to the family it names.
+    An account total of a family that does not pool (``POOLED``) gives way to its campaigns: it
+    fires only when none of the account's campaigns fired in the same family that day or the week
+    before (a problem spread thinly over many campaigns). A family in ``YIELDS_TO`` gives way on a
+    campaign to the family it names.
     """
     if not per_rule:
         return per_rule
@@ -142,7 +186,7 @@ def _defer_to_campaigns(panel: Panel, per_rule: list) -> list:
     explained = {}
     for family in families:
         mask = np.zeros(panel.shape, dtype=bool)
-        if totals.size:
+        if totals.size and family not in POOLED:
             for t in totals:
                 members = np.nonzero((account_of == account_of[t]) & ~is_total)[0]
                 mask[:, t] = recent[family][:, members].any(axis=1)
@@ -230,7 +274,7 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
             busy = active & fired[d]
             bad_day = busy.copy()
             if cost_per_lead:
-                elevated = active & (baseline.hot[d] | _still_elevated(spend7[d], leads7[d], reference, baseline.lead_info[d], params))
+                elevated = active & (baseline.hot[d] | _still_elevated(spend7[d], leads7[d], reference, baseline.lead_info[d], baseline.lead_phi[d], baseline.lead_persist[d], params))
                 with np.errstate(divide="ignore", invalid="ignore"):
                     worse = (np.nan_to_num(panel.leads[d]) + 0.5) * params.baseline.elevated_ratio <= np.nan_to_num(panel.spend[d] / reference) + 0.5
                 busy |= elevated
@@ -281,12 +325,12 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
     return episodes.sort_values(["detected_on", "account_id", "campaign_id", "family"], kind="stable").reset_index(drop=True)
 
 
-def _still_elevated(spend7, leads7, reference, lead_info, params: DetectionConfig) -> np.ndarray:
+def _still_elevated(spend7, leads7, reference, lead_info, lead_phi, lead_persist, params: DetectionConfig) -> np.ndarray:
     """The last seven days' leads still clearly short of what they cost at the detection baseline."""
     with np.errstate(divide="ignore", invalid="ignore"):
         expected = spend7 / reference
     short = (leads7 + 1.0) * params.baseline.elevated_ratio <= expected + 1.0
-    p = lower_tail(leads7, expected, dispersion(params.variation.leads, 7, lead_info))
+    p = lower_tail(leads7, expected, dispersion(lead_phi, 7, lead_info, lead_persist))
     return short & (p <= STILL_ELEVATED_P)
 
 
@@ -317,11 +361,13 @@ def _changepoint(panel: Panel, baseline: Baseline, c: int, detected: int, floor:
         return detected
     # suffix sums: the segment from each candidate start to the detection day
     suffix = lambda values: np.cumsum(values[::-1])[::-1]  # noqa: E731
-    total = _drop_llr(suffix(leads), suffix(spend / ref_cpl), params.variation.leads)
+    lead_cv = np.sqrt(baseline.lead_phi[detected, c] + baseline.lead_persist[detected, c])
+    click_cv = np.sqrt(baseline.click_phi[detected, c] + baseline.click_persist[detected, c])
+    total = _drop_llr(suffix(leads), suffix(spend / ref_cpl), lead_cv)
     if np.isfinite(ref_cpc) and ref_cpc > 0:
         cvr = ref_cpc / ref_cpl
-        total = _drop_llr(suffix(clicks), suffix(spend / ref_cpc), params.variation.clicks) + _drop_llr(
-            suffix(leads), suffix(clicks * cvr), params.variation.leads
+        total = _drop_llr(suffix(clicks), suffix(spend / ref_cpc), click_cv) + _drop_llr(
+            suffix(leads), suffix(clicks * cvr), lead_cv
         )
     if not np.any(total > 0):
         return detected

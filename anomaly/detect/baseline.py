@@ -27,6 +27,8 @@ import numpy as np
 from anomaly.config import BaselineConfig, VariationConfig
 from anomaly.detect.panel import Panel
 from anomaly.detect.stats import dispersion, lower_tail
+from anomaly.detect.spend_level import SpendLevel
+from anomaly.detect.variation import WEEK, Variation
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,13 @@ class Baseline:
     ``cpl``: the reference cost per lead (shrunk toward the account's); ``cpc``: cost per click;
     ``spend``/``leads``/``clicks``/``impressions``: weighted daily averages; ``lead_info`` and
     ``click_info``: the effective number of past leads and clicks behind ``cpl`` and ``cpc``;
-    ``spend_factor``: day D's weekday spend relative to the average day; ``ready``: enough history
+    ``lead_phi``/``lead_persist`` and ``click_phi``/``click_persist``: the campaign's own variation
+    of leads given spend and clicks given spend, the part that averages out over days and the part
+    that does not (``anomaly.detect.variation``; ``stats.dispersion`` takes both);
+    ``spend_factor``: day D's weekday spend relative to the average day; ``spend_level`` and
+    ``spend_spread``: the usual spend of an average day and the spread of log spend around it,
+    ``new_spend_level``: a step in spend accepted as the new level on day D
+    (``anomaly.detect.spend_level``); ``ready``: enough history
     (``min_days`` days and ``min_leads`` leads, pseudo-leads included); ``hot``: days left out as
     anomalous; ``held``: days in a post-handoff probation, when the baseline is held.
     """
@@ -49,7 +57,14 @@ class Baseline:
     impressions: np.ndarray
     lead_info: np.ndarray
     click_info: np.ndarray
+    lead_phi: np.ndarray
+    lead_persist: np.ndarray
+    click_phi: np.ndarray
+    click_persist: np.ndarray
     spend_factor: np.ndarray
+    spend_level: np.ndarray
+    spend_spread: np.ndarray
+    new_spend_level: np.ndarray
     ready: np.ndarray
     hot: np.ndarray
     held: np.ndarray
@@ -87,6 +102,20 @@ def compute_baseline(
         held = days_since_change < params.probation_days
 
     out = {name: np.full((n_days, n_campaigns), np.nan) for name in ("cpl", "cpc", "lead_info", "click_info", "spend_factor", *names)}
+    varying = ("lead_phi", "lead_persist", "click_phi", "click_persist")
+    out.update({name: np.zeros((n_days, n_campaigns)) for name in varying})
+    learners = {
+        name: Variation(prior, variation.drift, variation.prior_days, variation.half_life_days, account_codes, own, variation.floor)
+        for name, prior in (("leads", variation.leads), ("clicks", variation.clicks))
+    }
+    fixed = {"leads": (variation.leads**2, 0.0), "clicks": (variation.clicks**2, 0.0)}
+    level = SpendLevel(n_campaigns, params.half_life_days, params.spend_spread, variation.prior_days, params.new_spend_level_days, account_codes, own)
+    out.update({"spend_level": np.full((n_days, n_campaigns), np.nan), "spend_spread": np.zeros((n_days, n_campaigns))})
+    new_level = np.zeros((n_days, n_campaigns), dtype=bool)
+    week_spend = np.zeros((WEEK, n_campaigns))  # the trailing week, for the week's variation
+    week_leads = np.zeros((WEEK, n_campaigns))
+    week_clicks = np.zeros((WEEK, n_campaigns))
+    week_valid = np.zeros((WEEK, n_campaigns), dtype=bool)
     ready = np.zeros((n_days, n_campaigns), dtype=bool)
     hot = np.zeros((n_days, n_campaigns), dtype=bool)
     current = {name: getattr(panel, name) for name in names}
@@ -114,6 +143,10 @@ def compute_baseline(
             out["cpl"][d], out["cpc"][d] = base_cpl, base_cpc
             out["lead_info"][d] = lead_info + shrink
             out["click_info"][d] = click_info
+            lead_phi, lead_persist = learners["leads"].split() if variation.learn else fixed["leads"]
+            click_phi, click_persist = learners["clicks"].split() if variation.learn else fixed["clicks"]
+            out["lead_phi"][d], out["lead_persist"][d] = lead_phi, lead_persist
+            out["click_phi"][d], out["click_persist"][d] = click_phi, click_persist
             factors = (weekday_sum + params.weekday_prior_weeks) / (weekday_weight + params.weekday_prior_weeks)
             out["spend_factor"][d] = factors[weekdays[d]] / factors.mean(axis=0)
             is_ready = (days_seen >= params.min_days) & (sums["leads"] + shrink >= params.min_leads) & ~np.isnan(base_cpl)
@@ -134,10 +167,10 @@ def compute_baseline(
             significant = (
                 worse_cpl
                 & (
-                    (lower_tail(leads, expected, dispersion(variation.leads, 1, lead_info + shrink), where=worse_cpl) <= alpha)
-                    | (lower_tail(recent_leads.sum(axis=0), expected_3, dispersion(variation.leads, 3, lead_info + shrink), where=worse_cpl) <= alpha)
+                    (lower_tail(leads, expected, dispersion(lead_phi, 1, lead_info + shrink, lead_persist), where=worse_cpl) <= alpha)
+                    | (lower_tail(recent_leads.sum(axis=0), expected_3, dispersion(lead_phi, 3, lead_info + shrink, lead_persist), where=worse_cpl) <= alpha)
                 )
-            ) | (worse_cpc & (lower_tail(clicks, expected_clicks, dispersion(variation.clicks, 1, click_info), where=worse_cpc) <= alpha))
+            ) | (worse_cpc & (lower_tail(clicks, expected_clicks, dispersion(click_phi, 1, click_info, click_persist), where=worse_cpc) <= alpha))
             worse = worse_cpl | worse_cpc
             continuing = worse & (excluded_run > 0)
             absorbing = worse & (absorbing | (excluded_run >= params.max_excluded_days)) & ~held[d]
@@ -145,7 +178,22 @@ def compute_baseline(
             hot[d] = exclude
             excluded_run = np.where(exclude, excluded_run + 1, 0)
 
+            out["spend_level"][d], out["spend_spread"][d] = level.level(), level.spread()
+            new_level[d] = level.update(np.where(observed, spend, np.nan), out["spend_factor"][d], exclude)
+
             update = active & ~exclude & ~held[d]
+            if variation.learn:
+                usable = active & is_ready & ~held[d]
+                learners["leads"].day.update(usable, leads, expected)
+                learners["clicks"].day.update(usable, clicks, expected_clicks)
+                k = d % WEEK
+                week_spend[k], week_leads[k], week_clicks[k] = np.nan_to_num(spend), np.nan_to_num(leads), np.nan_to_num(clicks)
+                week_valid[k] = usable
+                whole = week_valid.all(axis=0)
+                if whole.any():
+                    spend_7 = week_spend.sum(axis=0)
+                    learners["leads"].week.update(whole, week_leads.sum(axis=0), spend_7 / base_cpl)
+                    learners["clicks"].week.update(whole, week_clicks.sum(axis=0), spend_7 / base_cpc)
             if update.any():
                 base_spend = out["spend"][d]
                 with_profile = update & (base_spend > 0)
@@ -157,4 +205,4 @@ def compute_baseline(
                 weight[update] = decay * weight[update] + 1.0
                 weight_sq[update] = decay**2 * weight_sq[update] + 1.0
                 days_seen[update] += 1
-    return Baseline(ready=ready, hot=hot, held=held, **out)
+    return Baseline(ready=ready, hot=hot, held=held, new_spend_level=new_level, **out)

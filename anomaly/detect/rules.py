@@ -15,8 +15,11 @@ from functools import cached_property
 
 import numpy as np
 
-from anomaly.config import RULE_TYPES, CplRatioRule, RuleBase, ThresholdRule, VariationConfig
+from scipy.special import ndtr
+
+from anomaly.config import RULE_TYPES, CpcRatioRule, CplRatioRule, RuleBase, SpendRatioRule, ThresholdRule, VariationConfig
 from anomaly.detect.baseline import Baseline
+from anomaly.detect.changes import ChangeDays, recent, recent_factor
 from anomaly.detect.panel import Panel, shift, window_sum
 from anomaly.detect.stats import dispersion, fisher, lower_tail
 
@@ -34,6 +37,8 @@ class Context:
     party: np.ndarray  # managing party per (day, campaign)
     days_since_change: np.ndarray  # days since the managing party changed (inf: never)
     variation: VariationConfig = VariationConfig()
+    changes: ChangeDays | None = None  # budget, bidding and status changes per (day, campaign)
+    lead_share: np.ndarray | None = None  # the part of each day's final leads reported yet (completeness)
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,15 @@ class RuleResult:
 
 class _Window:
     """Window sums, the baseline as it stood ``lag`` days before the window began, and the evidence
-    that the window's cost per lead is worse than that baseline (computed once per window)."""
+    that the window's cost per lead is worse than that baseline (computed once per window).
 
-    def __init__(self, ctx: Context, days: int, lag: int = 0):
+    An account total pools its campaigns' evidence: the leads (and clicks) it should have bought
+    are the sum of what each campaign's spend buys at that campaign's own baseline, so a budget
+    moved from a cheap campaign to a dear one is no spike of the account; a campaign without a
+    baseline of its own counts at the account's. ``excluded`` (days × columns) leaves campaigns out
+    of their account's total on those days (those already in an incident of their own)."""
+
+    def __init__(self, ctx: Context, days: int, lag: int = 0, excluded: np.ndarray | None = None):
         p, b = ctx.panel, ctx.baseline
         self._ctx, self._days, self._back = ctx, days, days - 1 + lag
         self.spend = window_sum(p.spend, days)
@@ -56,29 +67,80 @@ class _Window:
         self.clicks = window_sum(p.clicks, days)
         back = self._back
         self.base_cpl = shift(b.cpl, back)
-        base_cpc = shift(b.cpc, back)
+        self.base_cpc = shift(b.cpc, back)
         self.ready = shift(b.ready.astype(float), back) == 1.0
         lead_info, click_info = shift(b.lead_info, back), shift(b.click_info, back)
+        lead_phi, lead_persist = shift(b.lead_phi, back), shift(b.lead_persist, back)
+        click_phi, click_persist = shift(b.click_phi, back), shift(b.click_persist, back)
+        share = ctx.lead_share
+        # leads are expected only in the part of each day reported so far
+        self._lead_spend = self.spend if share is None else window_sum(p.spend * share, days)
+        lead_clicks = self.clicks if share is None else window_sum(p.clicks * share, days)
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.expected = self.spend / self.base_cpl
-            self.expected_spend = shift(b.spend, back) * window_sum(b.spend_factor, days)
+            self.expected = self._lead_spend / self.base_cpl
+            expected_clicks = self.spend / self.base_cpc
+            if p.is_total.any():
+                expected_clicks = self._pool_totals(p, expected_clicks, excluded)
+                lead_clicks = lead_clicks if share is None else np.where(p.is_total[None, :], self.clicks * (self._lead_spend / self.spend), lead_clicks)
+            base_cpl, base_cpc = self.base_cpl, self.base_cpc
+            # the usual spend of these weekdays, and how far log spend strays from it over the window
+            self.expected_spend = shift(b.spend_level, back) * window_sum(b.spend_factor, days)
+            counting = 1.0 / (self.expected_spend / base_cpc) + shift(b.click_phi, back) / days  # clicks are counts
+            self.spend_spread = np.sqrt(shift(b.spend_spread, back) ** 2 / days + np.nan_to_num(counting, nan=0.0, posinf=0.0))
             # Tail probabilities are computed only where the matching ratio is above 1: every rule
             # that reads them also needs a ratio above 1 (or a shortfall below 1) to fire.
             # leads given spend: so few leads must be implausible at the baseline cost per lead
             self.ratio_leads = (np.nan_to_num(self.expected) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
-            phi_leads = dispersion(ctx.variation.leads, days, lead_info)
+            phi_leads = dispersion(lead_phi, days, lead_info, lead_persist)
             self.p_leads = lower_tail(self.leads, self.expected, phi_leads, where=self.ratio_leads > 1)
             # clicks given spend, then leads given clicks: cost per click and conversion rate
-            expected_clicks = self.spend / base_cpc
-            base_cvr = base_cpc / self.base_cpl
+            base_cvr = base_cpc / base_cpl
             self.ratio_clicks = (
                 (np.nan_to_num(expected_clicks) + 1.0) / (np.nan_to_num(self.clicks) + 1.0)
-                * (np.nan_to_num(self.clicks * base_cvr) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
+                * (np.nan_to_num(lead_clicks * base_cvr) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
             )
             worse = self.ratio_clicks > 1
-            p_clicks = lower_tail(self.clicks, expected_clicks, dispersion(ctx.variation.clicks, days, click_info), where=worse)
-            p_conversion = lower_tail(self.leads, self.clicks * base_cvr, phi_leads, where=worse)
-            self.p_clicks_route = np.where(worse, fisher(p_clicks, p_conversion), 1.0)
+            # cost per click alone: so few clicks for the spend must be implausible at the baseline
+            self.cpc_ratio = (np.nan_to_num(expected_clicks) + 1.0) / (np.nan_to_num(self.clicks) + 1.0)
+            phi_clicks = dispersion(click_phi, days, click_info, click_persist)
+            self.p_cpc = lower_tail(self.clicks, expected_clicks, phi_clicks, where=worse | (self.cpc_ratio > 1))
+            p_conversion = lower_tail(self.leads, lead_clicks * base_cvr, phi_leads, where=worse)
+            self.p_clicks_route = np.where(worse, fisher(self.p_cpc, p_conversion), 1.0)
+
+    def _pool_totals(self, p: Panel, expected_clicks: np.ndarray, excluded: np.ndarray | None) -> np.ndarray:
+        """Replace each account total's sums and expectations by its campaigns' (those not
+        ``excluded``); its baselines become the ones those expectations imply."""
+        totals = np.nonzero(p.is_total)[0]
+        accounts = p.campaigns["account_id"].to_numpy()
+        member = ((accounts[None, :] == accounts[totals][:, None]) & ~p.is_total[None, :]).astype(float)  # totals × columns
+        account_of = np.full(p.shape[1], 0)
+        rows, columns = np.nonzero(member)
+        account_of[columns] = totals[rows]  # each campaign's total column (0 for columns without one: unused)
+        include = np.ones(p.shape) if excluded is None else (~excluded).astype(float)
+        spend = np.nan_to_num(self.spend) * include
+        lead_spend = np.nan_to_num(self._lead_spend) * include
+        # each campaign's expectation at its own baseline, or at its account's when it has none
+        expected = np.where(np.isfinite(self.expected), self.expected, lead_spend / self.base_cpl[:, account_of])
+        expected_c = np.where(np.isfinite(expected_clicks), expected_clicks, spend / self.base_cpc[:, account_of])
+        observed = ~np.isnan(self.spend[:, totals])
+        pooled = {
+            "spend": spend @ member.T,
+            "lead_spend": lead_spend @ member.T,
+            "leads": (np.nan_to_num(self.leads) * include) @ member.T,
+            "clicks": (np.nan_to_num(self.clicks) * include) @ member.T,
+            "expected": np.nan_to_num(expected * include) @ member.T,
+            "expected_clicks": np.nan_to_num(expected_c * include) @ member.T,
+        }
+        self.spend, self.leads, self.clicks, self._lead_spend = self.spend.copy(), self.leads.copy(), self.clicks.copy(), self._lead_spend.copy()
+        self.base_cpl, self.base_cpc, self.expected = self.base_cpl.copy(), self.base_cpc.copy(), self.expected.copy()
+        expected_clicks = expected_clicks.copy()
+        targets = (("spend", self.spend), ("lead_spend", self._lead_spend), ("leads", self.leads), ("clicks", self.clicks), ("expected", self.expected), ("expected_clicks", expected_clicks))
+        for name, target in targets:
+            target[:, totals] = np.where(observed, pooled[name], np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.base_cpl[:, totals] = np.where(pooled["expected"] > 0, pooled["lead_spend"] / pooled["expected"], self.base_cpl[:, totals])
+            self.base_cpc[:, totals] = np.where(pooled["expected_clicks"] > 0, pooled["spend"] / pooled["expected_clicks"], self.base_cpc[:, totals])
+        return expected_clicks
 
     # only threshold rules read these: built on first use, not for every window
 
@@ -136,12 +198,35 @@ def _lead_shortfall(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
     return RuleResult("leads", w.leads, w.expected, _levels(fraction <= rule.warning, critical, guard))
 
 
-def _spend_ratio(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
+def _spend_ratio(rule: SpendRatioRule, ctx: Context, w: _Window) -> RuleResult:
+    expected = w.expected_spend
+    explained = suspect = np.zeros(ctx.panel.shape, dtype=bool)
+    if rule.explained_by is not None and ctx.changes is not None:
+        within = rule.explained_by.within_days + rule.window_days - 1
+        factor = recent_factor(ctx.changes, within)
+        suspect = factor > rule.explained_by.max_budget_factor  # a budget multiplied at a stroke: a typo?
+        explained = recent(ctx.changes.of(rule.explained_by.kinds), within) & ~suspect
+        expected = expected * np.where(explained, np.maximum(factor, 1.0), 1.0)  # up to the new budget
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = w.spend / w.expected_spend
-    guard = ~np.isnan(w.spend) & (w.spend >= rule.min_spend) & w.ready & (np.nan_to_num(w.expected_spend) > 0)
+        ratio = w.spend / expected
+        p = np.nan_to_num(1.0 - ndtr(np.log(ratio) / w.spend_spread), nan=1.0)
+    worse = ((w.cpc_ratio >= rule.worse_ratio) & (w.p_cpc <= rule.worse_p_value)) | (
+        (w.ratio_leads >= rule.worse_ratio) & (w.p_leads <= rule.worse_p_value)
+    )
+    significant = _significant(rule, p) | (suspect & (p <= rule.worse_p_value))
+    guard = ~np.isnan(w.spend) & (w.spend >= rule.min_spend) & w.ready & (np.nan_to_num(expected) > 0)
+    guard &= significant & (worse | ~explained)
     critical = ratio >= rule.critical if rule.critical is not None else None
-    return RuleResult("spend", w.spend, w.expected_spend, _levels(ratio >= rule.warning, critical, guard))
+    return RuleResult("spend", w.spend, expected, _levels(ratio >= rule.warning, critical, guard))
+
+
+def _cpc_ratio(rule: CpcRatioRule, ctx: Context, w: _Window) -> RuleResult:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        observed = np.where(w.clicks > 0, w.spend / w.clicks, np.where(w.spend > 0, np.inf, np.nan))
+    not_cheaper = w.ratio_leads >= 1.0  # the leads do not say the money buys better
+    guard = _volume_guard(rule, w, needs_baseline=True) & _significant(rule, w.p_cpc) & not_cheaper
+    critical = w.cpc_ratio >= rule.critical if rule.critical is not None else None
+    return RuleResult("cpc", observed, w.base_cpc, _levels(w.cpc_ratio >= rule.warning, critical, guard))
 
 
 def _threshold(rule: ThresholdRule, ctx: Context, w: _Window) -> RuleResult:
@@ -193,25 +278,35 @@ EVALUATORS: dict[str, Callable[..., RuleResult]] = {
     "lead_shortfall": _lead_shortfall,
     "threshold": _threshold,
     "spend_ratio": _spend_ratio,
+    "cpc_ratio": _cpc_ratio,
     "isolation_forest": _isolation_forest,
 }
 assert EVALUATORS.keys() == RULE_TYPES.keys(), "every rule type needs an evaluator"
 
 
-def evaluate_rule(rule: RuleBase, ctx: Context, windows: dict[tuple[int, int], _Window] | None = None) -> RuleResult:
+def evaluate_rule(
+    rule: RuleBase, ctx: Context, windows: dict[tuple[int, int], _Window] | None = None, excluded: np.ndarray | None = None
+) -> RuleResult:
     """The rule's result on every (day, campaign), with scope, ownership-change settings and the
-    forest gate applied."""
+    forest gate applied. ``excluded`` leaves campaigns out of their account totals (``_Window``);
+    ``windows`` caches windows between rules evaluated with the same ``excluded``."""
     windows = {} if windows is None else windows
     key = (rule.window_days, rule.baseline_lag_days)
     if key not in windows:
-        windows[key] = _Window(ctx, *key)
+        windows[key] = _Window(ctx, *key, excluded=excluded)
     w = windows[key]
     evaluator = EVALUATORS[rule.type]
     result = evaluator(rule, ctx, w)
+    # the settings after a change in the history first, then those after a handoff on top: a new
+    # party's own bidding changes do not make the watch on it quieter
+    for after in rule.after_changes if ctx.changes is not None else ():
+        other = evaluator(rule.with_overrides(after), ctx, w)
+        within = recent(ctx.changes.of(after.kinds), after.within_days)
+        result = RuleResult(result.metric, result.observed, result.baseline, np.where(within, other.level, result.level).astype(np.int8))
     if rule.after_ownership_change is not None:
         strict = evaluator(rule.with_overrides(), ctx, w)
-        recent = ctx.days_since_change < rule.after_ownership_change.within_days
-        result = RuleResult(result.metric, result.observed, result.baseline, np.where(recent, strict.level, result.level).astype(np.int8))
+        handed_over = ctx.days_since_change < rule.after_ownership_change.within_days
+        result = RuleResult(result.metric, result.observed, result.baseline, np.where(handed_over, strict.level, result.level).astype(np.int8))
 
     level = result.level
     in_scope = _scope_mask(rule, ctx)

@@ -4,8 +4,9 @@ A day's leads (or clicks) given its spend are counts with mean ``spend / baselin
 counting noise, a campaign's cost per lead moves from day to day (auctions, audiences) and the
 baseline itself is estimated from a finite number of past leads. Both widen the distribution: we
 use a negative binomial with variance ``mean + phi × mean²``, where ``phi`` adds the day-to-day
-variation (divided by the window length, as independent days average out) and the baseline's own
-uncertainty (one over the effective number of past counts it rests on).
+variation (divided by the window length, as independent days average out), the part of it that
+does not average out, and the baseline's own uncertainty (one over the effective number of past
+counts it rests on).
 """
 
 from __future__ import annotations
@@ -15,21 +16,26 @@ from scipy.special import betainc
 from scipy.stats import chi2
 
 
-def dispersion(variation: float, window_days: int, baseline_counts: np.ndarray) -> np.ndarray:
-    """``phi`` for a window of ``window_days`` against a baseline resting on ``baseline_counts``."""
+def dispersion(phi_day, window_days: int, baseline_counts: np.ndarray, persistent=0.0) -> np.ndarray:
+    """``phi`` for a window of ``window_days`` against a baseline resting on ``baseline_counts``:
+    the day-to-day part ``phi_day`` averages out over the window, the ``persistent`` part (a
+    campaign's rates wandering from its baseline) does not."""
     with np.errstate(divide="ignore"):
-        return variation**2 / window_days + 1.0 / np.maximum(baseline_counts, 1e-9)
+        return phi_day / window_days + persistent + 1.0 / np.maximum(baseline_counts, 1e-9)
 
 
 def lower_tail(observed: np.ndarray, mean: np.ndarray, phi: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
     """P(X ≤ observed) for X negative binomial with ``mean`` and variance ``mean + phi·mean²``.
 
-    NaN inputs give 1 (no evidence), and so does a mean of 0. With ``where``, only those cells are
+    A fractional count (platforms split a conversion's credit between campaigns) is taken as it
+    is: the incomplete beta function below is smooth in ``observed``, so 0.67 of a lead reads
+    between none and one, not as none. NaN inputs give 1 (no evidence), and so does a mean of 0.
+    With ``where``, only those cells are
     computed and the others are 1: the incomplete beta function is the costly part of detection,
     and a caller knows where no decision can depend on it.
     """
     observed, mean, phi = np.broadcast_arrays(observed, mean, phi)
-    observed = np.floor(np.nan_to_num(observed, nan=-1.0, posinf=-1.0))
+    observed = np.nan_to_num(observed, nan=-1.0, posinf=-1.0)
     mean = np.nan_to_num(mean, nan=0.0, posinf=0.0)
     phi = np.maximum(np.nan_to_num(phi, nan=1e9, posinf=1e9), 1e-12)
     todo = (mean > 0) & (observed >= 0)

@@ -1,0 +1,117 @@
+"""The change history as days × columns: which days a campaign's budget, bidding or status changed.
+
+A change names its campaign, or none for an account-level change (a shared budget, an account
+setting), which then counts for every campaign of the account and for the account total. A
+budget change whose text gives the amounts (``amount: 150.00 -> 300.00``, as the Google Ads
+connector writes it and a change-history CSV may) also gives its size, new over old.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from anomaly.detect.panel import Panel
+
+KINDS = ("budget", "bidding", "status")
+_BUDGET = re.compile(r"budget|amount", re.IGNORECASE)
+_BIDDING = re.compile(r"bidding_strategy|target_cpa|target_roas|maximize_conversion|bid_strategy", re.IGNORECASE)
+_STATUS = re.compile(r"(^|[._ ])status\b", re.IGNORECASE)
+_AMOUNTS = re.compile(r"amount(?:_micros)?\s*:\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*->\s*([0-9][0-9,]*(?:\.[0-9]+)?)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ChangeDays:
+    """Boolean (days × columns) arrays per kind, and ``budget_factor``: the product of the sizes of
+    the day's budget changes that state their amounts (1 where none does)."""
+
+    budget: np.ndarray
+    bidding: np.ndarray
+    status: np.ndarray
+    budget_factor: np.ndarray
+
+    def of(self, kinds) -> np.ndarray:
+        out = np.zeros(self.budget.shape, dtype=bool)
+        for kind in kinds:
+            out |= getattr(self, kind)
+        return out
+
+    @classmethod
+    def none(cls, shape: tuple[int, int]) -> "ChangeDays":
+        return cls(np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, bool), np.ones(shape))
+
+
+def kind_of(resource_type: str, operation: str, changed_fields: str) -> str | None:
+    """budget, bidding, status, or None for any other change (keywords, ads, access)."""
+    text = f"{resource_type} {changed_fields}"
+    if "BUDGET" in resource_type.upper() or _BUDGET.search(changed_fields):
+        return "budget"
+    if _BIDDING.search(text):
+        return "bidding"
+    if _STATUS.search(changed_fields) or (resource_type.upper() == "CAMPAIGN" and operation.upper() == "CREATE"):
+        return "status"
+    return None
+
+
+def budget_factor(changed_fields: str) -> float:
+    """New over old amount stated in a budget change's text; NaN when it states none."""
+    match = _AMOUNTS.search(changed_fields)
+    if not match:
+        return float("nan")
+    old, new = (float(value.replace(",", "")) for value in match.groups())
+    return new / old if old > 0 else float("nan")
+
+
+def change_days(panel: Panel, changes: pd.DataFrame | None) -> ChangeDays:
+    n_days, n_columns = panel.shape
+    days = ChangeDays.none((n_days, n_columns))
+    if changes is None or changes.empty or not n_days:
+        return days
+    frame = changes.assign(
+        kind=[kind_of(r, o, f) for r, o, f in zip(changes["resource_type"], changes["operation"], changes["changed_fields"])],
+        day=panel.dates.get_indexer(pd.to_datetime(changes["changed_at"]).dt.normalize()),
+    )
+    frame = frame[frame["kind"].notna() & (frame["day"] >= 0)]
+    if frame.empty:
+        return days
+    accounts = panel.campaigns["account_id"].to_numpy()
+    campaigns = panel.campaigns["campaign_id"].to_numpy()
+    is_total = panel.is_total
+    column_of = {(a, c): i for i, (a, c) in enumerate(zip(accounts, campaigns))}
+    columns_of_account: dict[str, np.ndarray] = {}
+    for row in frame.itertuples(index=False):
+        if row.campaign_id:
+            hit = [column_of[key] for key in [(row.account_id, row.campaign_id)] if key in column_of]
+            total = np.nonzero((accounts == row.account_id) & is_total)[0].tolist()
+            hit += total
+        else:
+            if row.account_id not in columns_of_account:
+                columns_of_account[row.account_id] = np.nonzero(accounts == row.account_id)[0]
+            hit = columns_of_account[row.account_id].tolist()
+        if not hit:
+            continue
+        getattr(days, row.kind)[row.day, hit] = True
+        if row.kind == "budget":
+            factor = budget_factor(row.changed_fields)
+            if np.isfinite(factor):
+                days.budget_factor[row.day, hit] *= factor
+    return days
+
+
+def recent(flags: np.ndarray, within_days: int) -> np.ndarray:
+    """True where ``flags`` was true on the day or any of the ``within_days - 1`` days before it."""
+    total = np.cumsum(flags, axis=0)
+    before = np.zeros_like(total)
+    before[within_days:] = total[:-within_days]
+    return total > before
+
+
+def recent_factor(days: ChangeDays, within_days: int) -> np.ndarray:
+    """The largest stated budget size among the budget changes of the last ``within_days`` days (1: none)."""
+    out = days.budget_factor.copy()
+    for back in range(1, within_days):
+        out[back:] = np.maximum(out[back:], days.budget_factor[:-back])
+    return out
