@@ -74,6 +74,9 @@ class Incident:
     #: the days from three weeks before onset to the last one, for a chart: (date, spend, leads,
     #: the baseline cost per lead before that day, or None)
     series: tuple[tuple[str, float, float, float | None], ...] = field(default=())
+    #: a spend incident that resolved because its step became the new level: the usual spend of an
+    #: average day it settled at (its cost per click and per lead stayed at baseline)
+    settled_spend: float | None = None
 
     @property
     def status(self) -> str:
@@ -201,6 +204,7 @@ def build_incidents(
                 series=_daily_series(panel, baseline, c, max(on - SERIES_DAYS_BEFORE, 0), end),
                 managing_party=str(parties[0]),
                 party_now=str(parties[-1]),
+                settled_spend=_finite(getattr(ep, "settled_spend", np.nan)),
                 party_since=None if np.isnat(since) else pd.Timestamp(since).date(),
                 changes=tuple(
                     Change(

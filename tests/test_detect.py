@@ -404,3 +404,23 @@ def test_a_long_window_that_still_holds_an_ended_incident_opens_no_second_one():
     late = detection.findings[detection.findings["rule"] == "cpl-14d"]["date"]
     assert late.min() > detection.episodes["resolved_on"].iloc[0]  # it did fire after the incident ended
     assert len(detection.episodes) == 1
+
+
+def test_a_spend_step_at_the_usual_unit_costs_becomes_the_new_level_and_its_resolve_says_so():
+    from anomaly.alerts.render import render_text
+    from anomaly.alerts.slack_message import build_thread_reply
+    from anomaly.incidents import build_incidents
+    from anomaly.schema import empty_changes
+
+    base = steady(60, 1000.0, 100.0, seed=3)
+    rng = np.random.default_rng(5)
+    tail = 3200.0 * rng.lognormal(0, 0.05, 12)  # 3.2× the spend from one day on, leads at the same cost
+    metrics = daily_frame({"c1": {"spend": np.append(base["spend"], tail), "leads": np.append(base["leads"], rng.poisson(tail / 100).astype(float))}})
+    detection = _run(metrics)
+    episode = detection.episodes.iloc[0]
+    assert (episode["family"], episode["rule"], episode["detected_on"]) == ("spend", "spend-runaway", metrics["date"].iloc[60])
+    assert pd.notna(episode["resolved_on"]) and 3000 < episode["settled_spend"] < 3400
+    (incident,) = build_incidents(detection, empty_changes(), {})
+    payload = {**incident.payload(), "incident_id": 1}
+    assert "spend settled at a new level of about $3," in render_text("resolved", payload)
+    assert "this is now its usual level" in build_thread_reply("resolved", payload).text

@@ -124,11 +124,19 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
     else:
         row("Changes", "none recorded in the week before onset")
     if event == "resolved":
-        row("Resolved", _day(payload.get("resolved_on")))
+        row("Resolved", _day(payload.get("resolved_on")) + settled_text(payload, money))
     else:
         row("Next step", next_step(payload, name))
     row("Rule", f"{payload['rule']} · {payload['family']} · {payload['severity']} · incident {payload.get('incident_id', '?')}")
     return "\n".join(lines)
+
+
+def settled_text(payload: dict, money) -> str:
+    """``; spend settled at a new level …`` for a spend incident whose step became the usual, else ""."""
+    level = payload.get("settled_spend")
+    if not level:
+        return ""
+    return f"; spend settled at a new level of about {money(level, payload['currency'])} a day, with cost per click and cost per lead as before: this is now its usual level"
 
 
 def next_step(payload: dict, name) -> str:

@@ -48,6 +48,7 @@ EPISODE_COLUMNS = [
     "metric",
     "observed",
     "baseline",
+    "settled_spend",
 ]
 
 
@@ -319,10 +320,23 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
                     "metric": opening["metric"],
                     "observed": float(opening["observed"]),
                     "baseline": float(opening["baseline"]),
+                    "settled_spend": _settled_spend(baseline, c, det, resolved) if family == "spend" else np.nan,
                 }
             )
     episodes = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
     return episodes.sort_values(["detected_on", "account_id", "campaign_id", "family"], kind="stable").reset_index(drop=True)
+
+
+def _settled_spend(baseline: Baseline, c: int, detected: int, resolved: int | None) -> float:
+    """The usual spend of an average day that a spend episode's step was accepted as (NaN when it
+    resolved otherwise, or is still open)."""
+    if resolved is None:
+        return np.nan
+    days = np.nonzero(baseline.new_spend_level[detected : resolved + 1, c])[0]
+    if not days.size:
+        return np.nan
+    after = min(detected + int(days[-1]) + 1, baseline.spend_level.shape[0] - 1)
+    return float(baseline.spend_level[after, c])
 
 
 def _still_elevated(spend7, leads7, reference, lead_info, lead_phi, lead_persist, params: DetectionConfig) -> np.ndarray:

@@ -4,6 +4,10 @@ A change names its campaign, or none for an account-level change (a shared budge
 setting), which then counts for every campaign of the account and for the account total. A
 budget change whose text gives the amounts (``amount: 150.00 -> 300.00``, as the Google Ads
 connector writes it and a change-history CSV may) also gives its size, new over old.
+
+A campaign that starts spending, or spends again after ``RESUMED_AFTER_DAYS`` days without, has
+a *status* change that day whether or not the history records one: the data shows it launched or
+resumed, and it ramps up from there.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pandas as pd
 from anomaly.detect.panel import Panel
 
 KINDS = ("budget", "bidding", "status")
+RESUMED_AFTER_DAYS = 7
 _BUDGET = re.compile(r"budget|amount", re.IGNORECASE)
 _BIDDING = re.compile(r"bidding_strategy|target_cpa|target_roas|maximize_conversion|bid_strategy", re.IGNORECASE)
 _STATUS = re.compile(r"(^|[._ ])status\b", re.IGNORECASE)
@@ -68,7 +73,10 @@ def budget_factor(changed_fields: str) -> float:
 def change_days(panel: Panel, changes: pd.DataFrame | None) -> ChangeDays:
     n_days, n_columns = panel.shape
     days = ChangeDays.none((n_days, n_columns))
-    if changes is None or changes.empty or not n_days:
+    if not n_days:
+        return days
+    days.status[:] = _started(panel)
+    if changes is None or changes.empty:
         return days
     frame = changes.assign(
         kind=[kind_of(r, o, f) for r, o, f in zip(changes["resource_type"], changes["operation"], changes["changed_fields"])],
@@ -99,6 +107,20 @@ def change_days(panel: Panel, changes: pd.DataFrame | None) -> ChangeDays:
             if np.isfinite(factor):
                 days.budget_factor[row.day, hit] *= factor
     return days
+
+
+def _started(panel: Panel) -> np.ndarray:
+    """Days a column spends after ``RESUMED_AFTER_DAYS`` days without spend, or for the first time
+    after the panel's first week (a campaign there from the start did not launch)."""
+    spending = np.nan_to_num(panel.spend) > 0
+    idle = np.zeros(panel.shape[1], dtype=np.int64)
+    seen = np.zeros(panel.shape[1], dtype=bool)
+    out = np.zeros(panel.shape, dtype=bool)
+    for d in range(panel.shape[0]):
+        out[d] = spending[d] & ((seen & (idle >= RESUMED_AFTER_DAYS)) | (~seen & (d >= RESUMED_AFTER_DAYS)))
+        idle = np.where(spending[d], 0, idle + 1)
+        seen |= spending[d]
+    return out
 
 
 def recent(flags: np.ndarray, within_days: int) -> np.ndarray:
