@@ -60,6 +60,19 @@ def _without_handoff_settings(rules: list[RuleBase]) -> list[RuleBase]:
     return [rule.model_copy(update={"after_ownership_change": None}) for rule in rules]
 
 
+def _without_type(kind: str) -> Callable[[list[RuleBase]], list[RuleBase]]:
+    return lambda rules: [rule for rule in rules if rule.type != kind]
+
+
+def _without_after_changes(rules: list[RuleBase]) -> list[RuleBase]:
+    return [rule.model_copy(update={"after_changes": []}) for rule in rules]
+
+
+def _bare_spend_ratio(rules: list[RuleBase]) -> list[RuleBase]:
+    """The spend rule as it was: the ratio to the weekday's usual spend alone."""
+    return [rule.model_copy(update={"max_p_value": None, "explained_by": None}) if rule.type == "spend_ratio" else rule for rule in rules]
+
+
 def _with_forest_rule(rules: list[RuleBase]) -> list[RuleBase]:
     return [rule.model_copy(update={"enabled": True}) if rule.type == "isolation_forest" else rule for rule in rules]
 
@@ -77,6 +90,12 @@ VARIANTS: dict[str, dict] = {
     "no baseline hold after handoff": {"detection": {"baseline": {"probation_days": 0}}, "rules": None},
     "no after-handoff thresholds": {"detection": {}, "rules": _without_handoff_settings},
     "+ isolation forest rule": {"detection": {"forest": {"enabled": True}}, "rules": _with_forest_rule},
+    "fixed variation (not learned)": {"detection": {"variation": {"learn": False}}, "rules": None},
+    "no cost-per-click rule": {"detection": {}, "rules": _without_type("cpc_ratio")},
+    "bare spend ratio": {"detection": {"baseline": {"new_spend_level_days": 60}}, "rules": _bare_spend_ratio},
+    "no settings after changes": {"detection": {}, "rules": _without_after_changes},
+    "account totals mute, not pool": {"detection": {"pool_accounts": False}, "rules": None},
+    "no reporting lag": {"detection": {"reporting_lag_days": 0}, "rules": None},
 }
 BASE_VARIANT = "service"
 

@@ -71,6 +71,7 @@ class IncidentConfig(StrictModel):
 
 class DetectionConfig(StrictModel):
     account_level: bool = True  # also watch each account's total, as if it were one more campaign
+    pool_accounts: bool = True  # an account total pools its campaigns not in an incident (else it goes mute while one is)
     reporting_lag_days: int = Field(7, ge=0, le=30)  # the last days' leads are judged as reported so far
     baseline: BaselineConfig = BaselineConfig()
     variation: VariationConfig = VariationConfig()

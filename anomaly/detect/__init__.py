@@ -98,8 +98,10 @@ def detect(
     windows: dict = {}
     enabled = [r for r in rules if r.enabled]
     per_rule = [(rule, evaluate_rule(rule, ctx, windows)) for rule in enabled]
-    per_rule = _pool_accounts(ctx, per_rule)
-    per_rule = _defer_to_campaigns(panel, per_rule)
+    pooled = POOLED if params.pool_accounts else set()
+    if pooled:
+        per_rule = _pool_accounts(ctx, per_rule)
+    per_rule = _defer_to_campaigns(panel, per_rule, pooled)
     findings = []
     for order, (rule, result) in enumerate(per_rule):
         days, cols = np.nonzero(result.level)
@@ -168,10 +170,10 @@ def _pool_accounts(ctx: Context, per_rule: list) -> list:
     return out
 
 
-def _defer_to_campaigns(panel: Panel, per_rule: list) -> list:
+def _defer_to_campaigns(panel: Panel, per_rule: list, pooled: set[str]) -> list:
     """Drop findings that another finding already explains, so one problem makes one incident.
 
-    An account total of a family that does not pool (``POOLED``) gives way to its campaigns: it
+    An account total of a family that does not pool (``pooled``) gives way to its campaigns: it
     fires only when none of the account's campaigns fired in the same family that day or the week
     before (a problem spread thinly over many campaigns). A family in ``YIELDS_TO`` gives way on a
     campaign to the family it names.
@@ -187,7 +189,7 @@ def _defer_to_campaigns(panel: Panel, per_rule: list) -> list:
     explained = {}
     for family in families:
         mask = np.zeros(panel.shape, dtype=bool)
-        if totals.size and family not in POOLED:
+        if totals.size and family not in pooled:
             for t in totals:
                 members = np.nonzero((account_of == account_of[t]) & ~is_total)[0]
                 mask[:, t] = recent[family][:, members].any(axis=1)
