@@ -1,0 +1,74 @@
+"""The store: metrics, change history, pulls, incidents, the alert outbox and silences (SQLAlchemy Core).
+
+A SQLite file by default, PostgreSQL by URL; the same statements serve both. Metrics are upserted
+on their natural key, so restated data overwrites. Each write is one transaction: a batch that
+fails leaves the store as it was.
+
+The package, by concern: ``tables`` (the schema), ``migrations`` (each version step),
+``engine`` (engine settings, URLs without passwords, failures as ``StoreError``), ``base`` (the
+engine, the schema check and the upsert every part shares), ``data`` (metrics, changes, inferred
+ownership and pulls), ``incidents_outbox`` (incidents, the outbox, reminders), ``silencing``
+(silences) and ``lock`` (the service lock). ``Store`` is all of them; every name is importable
+from ``anomaly.store`` as before.
+"""
+
+from anomaly.store.base import StoreBase, utcnow
+from anomaly.store.data import IDENTITY_COLUMNS, DataStore, IngestResult, PullRecord
+from anomaly.store.engine import SQLITE_TIMEOUT_SECONDS, StoreError, _explain_failure, describe_url, make_engine
+from anomaly.store.incidents_outbox import REMINDED_AFTER, IncidentStore, IncidentWrite, OutboxItem, SentMessage
+from anomaly.store.lock import LockStore, ServiceLock
+from anomaly.store.migrations import SCHEMA_VERSION
+from anomaly.store.silencing import Silence, SilenceStore
+from anomaly.store.tables import (
+    SERVICE_LOCK,
+    changes,
+    incidents,
+    inferred_ownership,
+    metadata,
+    metrics,
+    outbox,
+    pulls,
+    schema_version,
+    service_lock,
+    silences,
+)
+
+
+class Store(DataStore, IncidentStore, SilenceStore, LockStore):
+    """All persistence. Construct with a SQLAlchemy URL; call ``migrate()`` once before use."""
+
+
+__all__ = [
+    "IDENTITY_COLUMNS",
+    "REMINDED_AFTER",
+    "SCHEMA_VERSION",
+    "SERVICE_LOCK",
+    "SQLITE_TIMEOUT_SECONDS",
+    "DataStore",
+    "IncidentStore",
+    "IncidentWrite",
+    "IngestResult",
+    "LockStore",
+    "OutboxItem",
+    "PullRecord",
+    "SentMessage",
+    "ServiceLock",
+    "Silence",
+    "SilenceStore",
+    "Store",
+    "StoreBase",
+    "StoreError",
+    "changes",
+    "describe_url",
+    "incidents",
+    "inferred_ownership",
+    "make_engine",
+    "metadata",
+    "metrics",
+    "outbox",
+    "pulls",
+    "schema_version",
+    "service_lock",
+    "silences",
+    "utcnow",
+]

@@ -1,0 +1,61 @@
+"""What every part of the store shares: its engine, the schema check and the upsert."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from anomaly.store.engine import _MISREAD_PASSWORD, StoreError, _password_misread, describe_url, make_engine
+from anomaly.store.migrations import migrate
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class StoreBase:
+    """A store's engine and schema; ``anomaly.store.Store`` adds what it keeps."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None):
+        self.url = url
+        try:
+            self.engine = engine or make_engine(url)
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            # the parser's own message quotes the part it could not read, which may be a password's
+            reason = _MISREAD_PASSWORD if _password_misread(url) else exc
+            raise StoreError(f"cannot use the store URL {describe_url(url)}: {reason}") from None
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        """The URL with any password hidden, for messages (see ``describe_url``)."""
+        return describe_url(self.url)
+
+    def migrate(self) -> None:
+        """Create the tables, or check that an existing store has a schema this code understands.
+
+        Migrations are explicit: each version step is listed in ``anomaly.store.migrations`` and runs once.
+        """
+        try:
+            with self.engine.begin() as conn:
+                migrate(conn, self.describe())
+        except sa.exc.OperationalError as exc:
+            # with a misread password, the driver's message names a piece of it as the host
+            reason = _MISREAD_PASSWORD if _password_misread(self.url) else exc.orig
+            raise StoreError(f"cannot open the store at {self.describe()}: {reason}") from None
+
+    def _upsert(self, table: sa.Table, key: Sequence[str], *, update: bool):
+        insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(self.dialect)
+        if insert is None:
+            raise StoreError(f"unsupported database {self.dialect!r}; use SQLite or PostgreSQL")
+        stmt = insert(table)
+        if not update:
+            return stmt.on_conflict_do_nothing(index_elements=list(key))
+        columns = [c.name for c in table.columns if c.name not in key]
+        return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in columns})
