@@ -85,7 +85,7 @@ def test_a_cost_per_click_jump_shows_on_day_one_before_the_leads_can():
     metrics = _with_tail(60, [200], [0], spend=200.0, cpl=200.0, tail_clicks=[20])
     metrics.loc[metrics["date"] < metrics["date"].max(), "clicks"] = 100
     with_clicks = _tail_findings(metrics, days=1)
-    assert set(with_clicks["rule"]) == {"cpl-spike-1d", "cpc-spike-1d"}
+    assert set(with_clicks["rule"]) == {"cpl-spike-1d"}
     without = [r.model_copy(update={"use_clicks": False}) if r.type == "cpl_ratio" else r for r in DEFAULT_RULES if r.type != "cpc_ratio"]
     assert _run(metrics, without).findings.empty  # one day without a lead proves nothing at 1 lead a day
 

@@ -47,7 +47,7 @@ def test_demo_prints_the_handoff_alert_with_everything_a_cmo_needs(demo):
     assert "  Account      Harbor Dental Group (4821937710)" in block
     assert "  Campaign     Generic - Leads (20118341)" in block
     assert "  Onset        Fri 2026-07-10, detected the same day" in block
-    assert "  Cost/lead    $561 since onset vs $100 baseline (5.6×)" in block
+    assert "  Cost/lead    $561 since onset vs $101 baseline (5.6×)" in block
     assert "  Spend        $1,684 and 3 leads since onset (through Fri 2026-07-10)" in block
     assert "  Excess cost  ~$1,383 estimated" in block
     assert "  Managed by   Beacon Reach, since 2026-07-08 (2 days before onset)" in block

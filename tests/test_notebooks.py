@@ -96,7 +96,7 @@ def test_notebook_runs_on_the_demo(name, demo_config, monkeypatch):
         assert _images(nb) == 1
     else:
         assert "Beacon Reach" in text and "Harbor Dental Group" in text and "Generic - Leads" in text
-        assert "Excess cost since onset: 5,619 USD" in text
+        assert "Excess cost since onset: 5,617 USD" in text
         assert "dana.kim@beaconreach.example" in text  # the partner's changes in the window
         assert "opened" in text  # the notification sent when the incident opened
         assert _images(nb) == 1

@@ -51,8 +51,8 @@ def pack(demo_config: Path, tmp_path_factory) -> dict:
 
 def story_excess_by_day() -> dict[str, float]:
     """Each spike day's spend minus its leads at the story's pre-onset cost per lead, from the
-    numbers the sample writes: the alert's $100 baseline."""
-    baseline = 100.3415  # the cost per lead before 2026-07-10 the service derived, shown in the alert
+    numbers the sample writes: the alert's $101 baseline."""
+    baseline = 100.5158  # the cost per lead before 2026-07-10 the service derived, shown in the alert
     return {
         day.isoformat(): spend - leads * baseline
         for day, (spend, _clicks, leads) in sample.STORY_DAYS.items()
@@ -68,7 +68,7 @@ def test_pack_names_the_partner_the_dates_and_the_excess(pack):
     assert "Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads" in text
     assert "Managed at onset by Beacon Reach since 2026-07-08 (2 days before onset)" in text
     assert "Onset Fri 2026-07-10 detected the same day" in text
-    assert "Excess cost ~$5,619" in text
+    assert "Excess cost ~$5,617" in text
     assert "data through Sun 2026-07-12" in text
 
 
@@ -78,7 +78,7 @@ def test_pack_timeline_runs_from_handoff_to_each_alert(pack):
     assert events[:4] == [
         "Wed 2026-07-08 · Beacon Reach takes over — from Northwind Digital",
         "Fri 2026-07-10 · Onset — the first day of the worse rate, the most likely changepoint in the data",
-        "Fri 2026-07-10 · Detected by cpl-spike-1d — cost per lead $561 against a $100 baseline, the day of onset",
+        "Fri 2026-07-10 · Detected by cpl-spike-1d — cost per lead $561 against a $101 baseline, the day of onset",
         "Sun 2026-07-12 · Still open — last bad day 2026-07-12; the store's data ends here",
     ]
     sent = [e for e in events if " sent — delivered" in e]
@@ -92,21 +92,21 @@ def test_pack_excess_by_day_adds_up_to_the_incident_and_the_sample(pack, demo_co
     assert {r[1] for r in rows} == {"Beacon Reach"}
     expected = story_excess_by_day()
     assert [r[5] for r in rows] == [f"${v:,.0f}" for v in expected.values()]
-    assert rows[-1][6] == "$5,619"  # the running total ends at the incident's excess
+    assert rows[-1][6] == "$5,617"  # the running total ends at the incident's excess
     project = Project.open(demo_config)
     excess = project.excess_by_day(HANDOFF_INCIDENT)
     assert excess["excess"].sum() == pytest.approx(sum(expected.values()), abs=0.01)
     assert excess["excess"].sum() == pytest.approx(project.incident(HANDOFF_INCIDENT)["excess_cost"], abs=0.01)
-    assert _table(pack["html"], "excess-by-party") == [["Beacon Reach", "3", "$6,321", "7.0", "$5,619"]]
+    assert _table(pack["html"], "excess-by-party") == [["Beacon Reach", "3", "$6,321", "7.0", "$5,617"]]
 
 
 def test_pack_proposes_the_contract_split(pack):
     split = re.search(r'<h2 id="split">.*?<table>(.*?)</table>', pack["html"], re.S).group(1)
     rows = [[_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)] for r in re.findall(r"<tr[^>]*>(.*?)</tr>", split, re.S)][1:]
-    assert [r[:3] for r in rows] == [["Beacon Reach", "$4,495", "80%"], ["Northwind Digital", "$1,124", "20%"], ["Total", "$5,619", "100%"]]
+    assert [r[:3] for r in rows] == [["Beacon Reach", "$4,494", "80%"], ["Northwind Digital", "$1,123", "20%"], ["Total", "$5,617", "100%"]]
     assert "20% of Beacon Reach's part under its contract" in rows[1][3]
     assert "Proposed split (settlement in config.yaml):" in pack["printed"]
-    assert re.search(r"Northwind Digital\s+\$1,124\s+20\.0%", pack["printed"])
+    assert re.search(r"Northwind Digital\s+\$1,123\s+20\.0%", pack["printed"])
 
 
 def test_pack_lists_every_change_in_the_window_with_its_party(pack):
@@ -120,10 +120,10 @@ def test_pack_lists_every_change_in_the_window_with_its_party(pack):
 def test_pack_markdown_carries_the_same_figures(pack):
     md = pack["md"]
     assert md.startswith("# Incident 2: Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads\n")
-    assert "| **Excess cost** | **~$5,619**, 3 days from onset |" in md
+    assert "| **Excess cost** | **~$5,617**, 3 days from onset |" in md
     assert "| Managed at onset by | Beacon Reach, since 2026-07-08 \\(2 days before onset\\) |" not in md  # parentheses stay plain
     assert "| Managed at onset by | Beacon Reach, since 2026-07-08 (2 days before onset) |" in md
-    assert "| Beacon Reach | $4,495 | 80% |" in md and "| Northwind Digital | $1,124 | 20% |" in md
+    assert "| Beacon Reach | $4,494 | 80% |" in md and "| Northwind Digital | $1,123 | 20% |" in md
     assert "| Fri 2026-07-10 | Beacon Reach | $1,684 | 3.0 | $561 | $1,383 |" in md
     assert "| Beacon Reach | the whole account | Wed 2026-07-08 | now | config.yaml |" in md
 
@@ -188,13 +188,13 @@ def test_pack_renders_offline_in_a_browser(pack):
     else:
         page = open_page(pack["html_path"], chromium, {"excess": "document.getElementById('excess-total').textContent"})
         text, charts, requests = page.text, page.svg_count, page.requests
-        assert page.values["excess"] == "~$5,619"
+        assert page.values["excess"] == "~$5,617"
         assert page.failed == []
         image = matplotlib.image.imread(io.BytesIO(page.screenshot), format="png")
         assert image.shape[0] >= 600 and image.std() > 0.05  # a rendered page, not a blank one
     assert requests == [pack["html_path"].as_uri()]
     assert charts == 2
-    assert "Beacon Reach" in text and "$4,495" in text and "Fri 2026-07-10" in text
+    assert "Beacon Reach" in text and "$4,494" in text and "Fri 2026-07-10" in text
 
 
 # -- escaping: names and changes from data stay text -----------------------------------------------
@@ -292,10 +292,10 @@ def test_scorecard_of_the_partner_over_the_handoff(demo_config, tmp_path):
     portfolio = period["spend"].sum() / period["leads"].sum()
     row = next(line for line in printed.splitlines() if line.startswith("Beacon Reach"))
     cells = re.split(r"\s{2,}", row)
-    assert cells == ["Beacon Reach", "1", "3", f"${spend:,.0f}", f"${cpl:,.0f}", f"{cpl / portfolio:.2f}×", "1 (1 open)", "0", "–", "$5,619"]
+    assert cells == ["Beacon Reach", "1", "3", f"${spend:,.0f}", f"${cpl:,.0f}", f"{cpl / portfolio:.2f}×", "1 (1 open)", "0", "–", "$5,617"]
     assert f"portfolio cost per lead ${portfolio:,.0f}" in printed
     md = (tmp_path / "scorecard-beacon-2026-07-01-2026-07-12.md").read_text()
-    assert "| #2 cpl-spike-1d | Harbor Dental Group / Generic - Leads | Fri 2026-07-10 | Fri 2026-07-10 | open | critical | $5,619 |" in md
+    assert "| #2 cpl-spike-1d | Harbor Dental Group / Generic - Leads | Fri 2026-07-10 | Fri 2026-07-10 | open | critical | $5,617 |" in md
     assert "Accounts managed: Harbor Dental Group (4821937710, 5 days," in md
     html = (tmp_path / "scorecard-beacon-2026-07-01-2026-07-12.html").read_text()
     assert 'id="party-beacon"' in html and "<script" not in html
@@ -311,8 +311,8 @@ def test_scorecard_of_every_party_adds_up_to_the_portfolio(demo_config, tmp_path
     card = party_scorecard(project, pd.Timestamp("2026-06-13").date(), sample.END)
     assert card.parties["spend"].sum() == pytest.approx(card.portfolio["spend"])
     assert card.parties["incidents"].tolist() == [1, 1] and card.parties["party"].tolist() == ["northwind", "beacon"]
-    assert card.party("northwind")["excess_cost"] == pytest.approx(4732.82, abs=0.01)  # Lakeside Law's lost tracking
-    assert card.portfolio["excess_cost"] == pytest.approx(4732.82 + 5618.66, abs=0.02)
+    assert card.party("northwind")["excess_cost"] == pytest.approx(4732.80, abs=0.01)  # Lakeside Law's lost tracking
+    assert card.portfolio["excess_cost"] == pytest.approx(4732.80 + 5617.44, abs=0.02)
     assert (tmp_path / "scorecard-all-2026-06-13-2026-07-12.html").exists()
 
 
@@ -377,17 +377,17 @@ def test_incidents_as_json_and_csv(demo_config):
         "id": 2, "status": "open", "severity": "critical", "onset": "2026-07-10", "detected_on": "2026-07-10", "resolved_on": None,
         "managing_party": "beacon", "party_name": "Beacon Reach", "party_since": "2026-07-08",
     }
-    assert record["excess_cost"] == pytest.approx(5618.66) and record["excess_by_party"] == {"beacon": pytest.approx(5618.66, abs=0.01)}
+    assert record["excess_cost"] == pytest.approx(5617.44) and record["excess_by_party"] == {"beacon": pytest.approx(5617.44, abs=0.01)}
     assert record["campaign_name"] == "Generic - Leads" and record["changes"] == 4 and record["announced"] is True
     _, out, _ = run(demo_config, "incidents", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["id"] for r in rows] == ["1", "2"]
-    assert rows[0]["account_name"] == "Lakeside Law" and rows[0]["resolved_on"] == "" and json.loads(rows[1]["excess_by_party"])["beacon"] > 5618
+    assert rows[0]["account_name"] == "Lakeside Law" and rows[0]["resolved_on"] == "" and json.loads(rows[1]["excess_by_party"])["beacon"] > 5617
 
 
 def test_incidents_table_and_bad_filters(demo_config):
     _, out, _ = run(demo_config, "incidents", "--party", "beacon")
-    assert out.splitlines()[2].split() == ["2", "open", "critical", "2026-07-10", "2026-07-10", "Harbor", "Dental", "Group", "Generic", "-", "Leads", "cpl-spike-1d", "Beacon", "Reach", "$5,619"]
+    assert out.splitlines()[2].split() == ["2", "open", "critical", "2026-07-10", "2026-07-10", "Harbor", "Dental", "Group", "Generic", "-", "Leads", "cpl-spike-1d", "Beacon", "Reach", "$5,617"]
     code, _, err = run(demo_config, "incidents", "--from", "2026-07-12", "--to", "2026-07-01")
     assert code == 1 and err.strip() == "command line: --to 2026-07-01 is before --from 2026-07-12"
 

@@ -159,7 +159,7 @@ def test_handoff_alert_says_what_where_how_bad_who_and_what_to_do(handoff, confi
 
     assert _by_type(message, "header")[0]["text"]["text"] == "Cost per lead 5.6× baseline — Harbor Dental Group / Generic - Leads"
     assert _fields(message) == [
-        "*Cost per lead*\n$561 vs $100 baseline (5.6×)",
+        "*Cost per lead*\n$561 vs $101 baseline (5.6×)",
         "*Spend / leads*\n$1,684 / 3 leads since onset, through Fri Jul 10",
         "*Excess cost*\n~$1,383 estimated",
         "*Managed by*\nBeacon Reach, since Jul 8 — 2 days before onset",
@@ -250,9 +250,9 @@ def test_resolved_alert_is_rewritten_with_the_final_numbers(handoff_later, confi
 
     header = _by_type(message, "header")[0]["text"]["text"]
     assert header == "RESOLVED: Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads"
-    assert "*Excess cost*\n~$5,619 estimated" in _fields(message)
+    assert "*Excess cost*\n~$5,617 estimated" in _fields(message)
     assert _by_type(message, "section")[2]["text"]["text"].splitlines()[0] == "*Resolved* Sun Jul 12"
-    assert message.text.startswith("[RESOLVED] Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads: excess ~$5,619")
+    assert message.text.startswith("[RESOLVED] Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads: excess ~$5,617")
     assert_within_limits(message)
 
 
@@ -272,7 +272,7 @@ def test_thread_replies_when_the_incident_worsens_and_resolves(demo, handoff_lat
     resolved = build_thread_reply("resolved", {**handoff_later, "status": "resolved", "resolved_on": "2026-07-12"}, config)
 
     assert worse.text == "Now critical: cost per lead 8.2× baseline, excess ~$4,733 so far"
-    assert resolved.text == "Resolved on Sun Jul 12: excess ~$5,619 in all, $5,619 under Beacon Reach"
+    assert resolved.text == "Resolved on Sun Jul 12: excess ~$5,617 in all, $5,617 under Beacon Reach"
     for message in (worse, resolved):
         assert [b["type"] for b in message.blocks] == ["section"]
         assert message.blocks[0]["text"]["text"] == message.text

@@ -48,7 +48,7 @@ class VariationConfig(StrictModel):
     learn: bool = True
     prior_days: float = Field(14.0, ge=0, le=365)
     half_life_days: float = Field(60.0, gt=0, le=730)
-    floor: float = Field(0.03, ge=0, le=2)
+    floor: float = Field(0.12, ge=0, le=2)
     drift: float = Field(0.05, ge=0, le=2)
 
 

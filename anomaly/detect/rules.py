@@ -84,7 +84,11 @@ class _Window:
                 lead_clicks = lead_clicks if share is None else np.where(p.is_total[None, :], self.clicks * (self._lead_spend / self.spend), lead_clicks)
             base_cpl, base_cpc = self.base_cpl, self.base_cpc
             # the usual spend of these weekdays, and how far log spend strays from it over the window
-            self.expected_spend = shift(b.spend_level, back) * window_sum(b.spend_factor, days)
+            level = shift(b.spend_level, back)
+            if days > 1:  # a step accepted as the new level inside the window: the window is judged against it
+                accepted = recent(shift(b.new_spend_level.astype(float), 1) > 0, days - 1)
+                level = np.where(accepted, b.spend_level, level)
+            self.expected_spend = level * window_sum(b.spend_factor, days)
             counting = 1.0 / (self.expected_spend / base_cpc) + shift(b.click_phi, back) / days  # clicks are counts
             self.spend_spread = np.sqrt(shift(b.spend_spread, back) ** 2 / days + np.nan_to_num(counting, nan=0.0, posinf=0.0))
             # Tail probabilities are computed only where the matching ratio is above 1: every rule
@@ -301,7 +305,7 @@ def evaluate_rule(
     # party's own bidding changes do not make the watch on it quieter
     for after in rule.after_changes if ctx.changes is not None else ():
         other = evaluator(rule.with_overrides(after), ctx, w)
-        within = recent(ctx.changes.of(after.kinds), after.within_days)
+        within = recent(ctx.changes.of(after.kinds), after.within_days + rule.window_days - 1)  # while the window holds such days
         result = RuleResult(result.metric, result.observed, result.baseline, np.where(within, other.level, result.level).astype(np.int8))
     if rule.after_ownership_change is not None:
         strict = evaluator(rule.with_overrides(), ctx, w)

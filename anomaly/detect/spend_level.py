@@ -8,8 +8,9 @@ expected share). A day that jumps clearly away from the level (``JUMP_Z`` spread
 days below it are part of the usual (a monthly cap throttling a budget, a slow week), so the return
 from them is no jump. Days at least ``JUMP_RATIO`` above the level make a *run*; after ``new_level_days`` days of a run whose
 mean is clearly off the level (``JUMP_Z`` spreads of that many days' mean) and whose cost per click
-and cost per lead stayed at baseline (none of its days hot), the run's level is the new level: a
-budget raised on purpose is accepted within days, not weeks. Days without spend (paused, not yet launched) change
+and cost per lead stayed at baseline (at most a third of its days hot: one noisy day does not keep
+a planned step out for good), the run's level is the new level: a budget raised on purpose is
+accepted within days, not weeks. Days without spend (paused, not yet launched) change
 nothing, so a campaign that resumes is judged against what it spent before.
 """
 
@@ -36,7 +37,7 @@ class SpendLevel:
         self.n_accounts = int(account_codes.max()) + 1 if account_codes.size else 0
         self.run = np.zeros(n_columns, dtype=np.int64)  # days in a row well above the level
         self.run_total = np.zeros(n_columns)
-        self.run_hot = np.zeros(n_columns, dtype=bool)
+        self.run_hot = np.zeros(n_columns, dtype=np.int64)  # days of the run whose cost per click or per lead was significantly worse
 
     def level(self) -> np.ndarray:
         """The usual spend of an average day (NaN before any)."""
@@ -74,16 +75,16 @@ class SpendLevel:
         log_normal = np.log(np.where(spent, normal, 1.0))
         self.run = np.where(beyond, np.where(same, self.run + direction, direction), np.where(known, 0, self.run)).astype(np.int64)
         self.run_total = np.where(beyond, np.where(same, self.run_total, 0.0) + log_normal, np.where(known, 0.0, self.run_total))
-        self.run_hot = np.where(beyond, np.where(same, self.run_hot, False) | hot, np.where(known, False, self.run_hot))
+        self.run_hot = np.where(beyond, np.where(same, self.run_hot, 0) + hot, np.where(known, 0, self.run_hot))
 
         # a run long enough, whose mean is clearly off the level and whose money bought as usual
         days = np.abs(self.run)
         with np.errstate(divide="ignore", invalid="ignore"):
             shift = self.run_total / np.maximum(days, 1) - np.log(usual)
-        settled = beyond & (days >= self.new_level_days) & ~self.run_hot & (shift >= JUMP_Z * spread / np.sqrt(np.maximum(days, 1)))
+        settled = beyond & (days >= self.new_level_days) & (3 * self.run_hot <= days) & (shift >= JUMP_Z * spread / np.sqrt(np.maximum(days, 1)))
         if settled.any():
             self.total[settled] = np.exp(self.run_total[settled] / days[settled]) * self.weight[settled]
-            self.run[settled], self.run_total[settled] = 0, 0.0
+            self.run[settled], self.run_total[settled], self.run_hot[settled] = 0, 0.0, 0
 
         ordinary = (known & ~jump) | first
         if ordinary.any():

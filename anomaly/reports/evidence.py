@@ -211,7 +211,7 @@ _METRIC_WORDS = {"cpl": "cost per lead", "cpc": "cost per click", "ctr": "click-
 
 
 def _compared(record: Mapping[str, Any]) -> str:
-    """``cost per lead $561 against a $100 baseline``: what the opening rule saw that day."""
+    """``cost per lead $561 against a $101 baseline``: what the opening rule saw that day."""
     observed, baseline, metric = record["observed"], record["baseline"], record["metric"]
     if observed is None or baseline is None or pd.isna(observed) or pd.isna(baseline):
         return ""
