@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from anomaly.detect.variation import shrunk_ratio
+
 JUMP_Z = 2.58  # a day's spend this many spreads from the level is not an ordinary day
 JUMP_RATIO = 1.3  # ... and at least this far in ratio
 CLIP = 9.0
@@ -46,15 +48,7 @@ class SpendLevel:
 
     def spread(self) -> np.ndarray:
         """The day-to-day spread of log spend, shrunk toward the account's and the prior."""
-        k, prior = self.prior_days, self.prior_var
-        if self.n_accounts:
-            square = np.bincount(self.codes[self.own], self.square[self.own], minlength=self.n_accounts)
-            weight = np.bincount(self.codes[self.own], self.square_weight[self.own], minlength=self.n_accounts)
-            account = ((square + k * prior) / (weight + k))[self.codes]
-        else:
-            account = np.full(len(self.total), prior)
-        toward = np.where(self.own, account, prior)
-        return np.sqrt((self.square + k * toward) / (self.square_weight + k))
+        return np.sqrt(shrunk_ratio(self.square, self.square_weight, self.codes, self.own, self.n_accounts, self.prior_var, self.prior_days))
 
     def update(self, spend: np.ndarray, factor: np.ndarray, hot: np.ndarray) -> np.ndarray:
         """Take in one day (``factor``: its weekday's share of an average day; ``hot``: its cost per

@@ -26,6 +26,20 @@ import numpy as np
 CLIP = 9.0
 
 
+def shrunk_ratio(num: np.ndarray, den: np.ndarray, codes: np.ndarray, own: np.ndarray, n_accounts: int, prior: float, weight: float) -> np.ndarray:
+    """Each column's ``num / den``, with ``weight`` of ``den`` at its account's pooled ratio (its
+    own columns together), and the account's at ``prior``; an account total (not ``own``) is its
+    own account and shrinks to ``prior`` directly."""
+    if n_accounts:
+        pooled_num = np.bincount(codes[own], num[own], minlength=n_accounts)
+        pooled_den = np.bincount(codes[own], den[own], minlength=n_accounts)
+        account = ((pooled_num + weight * prior) / (pooled_den + weight))[codes]
+    else:
+        account = np.full(len(num), prior)
+    toward = np.where(own, account, prior)
+    return (num + weight * toward) / (den + weight)
+
+
 class VariationLearner:
     """Causal estimates of the excess dispersion ``φ`` of one count, per column.
 
@@ -48,16 +62,7 @@ class VariationLearner:
 
     def phi(self) -> np.ndarray:
         """The current ``φ`` of every column, shrunk toward its account's and the prior."""
-        k, prior = self.prior_weight, self.prior_phi
-        if self.n_accounts:
-            num = np.bincount(self.codes[self.own], self.num[self.own], minlength=self.n_accounts)
-            den = np.bincount(self.codes[self.own], self.den[self.own], minlength=self.n_accounts)
-            account = ((num + k * prior) / (den + k))[self.codes]
-        else:
-            account = np.full(len(self.num), prior)
-        # an account total is its own account: it shrinks to the prior directly
-        toward = np.where(self.own, account, prior)
-        phi = (self.num + k * toward) / (self.den + k)
+        phi = shrunk_ratio(self.num, self.den, self.codes, self.own, self.n_accounts, self.prior_phi, self.prior_weight)
         return np.maximum(phi, self.floor_phi)
 
     def update(self, where: np.ndarray, observed: np.ndarray, expected: np.ndarray) -> None:
