@@ -100,7 +100,7 @@ def detect(
     per_rule = [(rule, evaluate_rule(rule, ctx, windows)) for rule in enabled]
     pooled = POOLED if params.pool_accounts else set()
     if pooled:
-        per_rule = _pool_accounts(ctx, per_rule)
+        per_rule = _pool_accounts(ctx, per_rule, windows)
     per_rule = _defer_to_campaigns(panel, per_rule, pooled)
     findings = []
     for order, (rule, result) in enumerate(per_rule):
@@ -140,7 +140,7 @@ EXPLAINS_DAYS = 7
 POOLED = {"cost_per_lead"}
 
 
-def _pool_accounts(ctx: Context, per_rule: list) -> list:
+def _pool_accounts(ctx: Context, per_rule: list, windows: dict) -> list:
     """Account totals of the ``POOLED`` families, judged on the campaigns that have not fired in
     the family that day or the ``EXPLAINS_DAYS`` before: a campaign in an incident of its own
     does not hide, or make, its account's; what is left of the account is tested as one. Several
@@ -158,14 +158,19 @@ def _pool_accounts(ctx: Context, per_rule: list) -> list:
         excluded = _recent(fired, EXPLAINS_DAYS) & ~panel.is_total[None, :]
         if not excluded.any():
             continue
-        windows: dict = {}
-        totals = panel.is_total
+        repooled: dict = {}
+        # only the totals' days that leave a campaign out can differ from what was found already
+        accounts = panel.campaigns["account_id"].to_numpy()
+        totals = np.nonzero(panel.is_total)[0]
+        affected = np.zeros(panel.shape, dtype=bool)
+        for t in totals:
+            affected[:, t] = excluded[:, accounts == accounts[t]].any(axis=1)
         for i in members:
             rule, result = per_rule[i]
-            pooled = evaluate_rule(rule, ctx, windows, excluded)
-            level = np.where(totals[None, :], pooled.level, result.level).astype(np.int8)
-            observed = np.where(totals[None, :], pooled.observed, result.observed)
-            baseline = np.where(totals[None, :], pooled.baseline, result.baseline)
+            pooled = evaluate_rule(rule, ctx, repooled, excluded, columns=affected, bases=windows)
+            level = np.where(affected, pooled.level, result.level).astype(np.int8)
+            observed = np.where(affected, pooled.observed, result.observed)
+            baseline = np.where(affected, pooled.baseline, result.baseline)
             out[i] = (rule, RuleResult(result.metric, observed, baseline, level))
     return out
 

@@ -78,34 +78,23 @@ def change_days(panel: Panel, changes: pd.DataFrame | None) -> ChangeDays:
     days.status[:] = _started(panel)
     if changes is None or changes.empty:
         return days
-    frame = changes.assign(
-        kind=[kind_of(r, o, f) for r, o, f in zip(changes["resource_type"], changes["operation"], changes["changed_fields"])],
-        day=panel.dates.get_indexer(pd.to_datetime(changes["changed_at"]).dt.normalize()),
-    )
+    kinds = [kind_of(r, o, f) for r, o, f in zip(changes["resource_type"], changes["operation"], changes["changed_fields"])]
+    frame = changes.assign(kind=kinds, day=panel.dates.get_indexer(pd.to_datetime(changes["changed_at"]).dt.normalize()))
     frame = frame[frame["kind"].notna() & (frame["day"] >= 0)]
     if frame.empty:
         return days
-    accounts = panel.campaigns["account_id"].to_numpy()
-    campaigns = panel.campaigns["campaign_id"].to_numpy()
-    is_total = panel.is_total
-    column_of = {(a, c): i for i, (a, c) in enumerate(zip(accounts, campaigns))}
-    columns_of_account: dict[str, np.ndarray] = {}
-    for row in frame.itertuples(index=False):
-        if row.campaign_id:
-            hit = [column_of[key] for key in [(row.account_id, row.campaign_id)] if key in column_of]
-            total = np.nonzero((accounts == row.account_id) & is_total)[0].tolist()
-            hit += total
-        else:
-            if row.account_id not in columns_of_account:
-                columns_of_account[row.account_id] = np.nonzero(accounts == row.account_id)[0]
-            hit = columns_of_account[row.account_id].tolist()
-        if not hit:
-            continue
-        getattr(days, row.kind)[row.day, hit] = True
-        if row.kind == "budget":
-            factor = budget_factor(row.changed_fields)
-            if np.isfinite(factor):
-                days.budget_factor[row.day, hit] *= factor
+    frame = frame.assign(factor=[budget_factor(f) if k == "budget" else np.nan for k, f in zip(frame["kind"], frame["changed_fields"])])
+    columns = panel.campaigns[["account_id", "campaign_id"]].assign(column=np.arange(n_columns), total=panel.is_total)
+    # a campaign's change: its column and its account's total; an account-level one: every column of the account
+    own = frame[frame["campaign_id"] != ""].merge(columns[~columns["total"]], on=["account_id", "campaign_id"])
+    to_total = frame[frame["campaign_id"] != ""].merge(columns[columns["total"]].drop(columns="campaign_id"), on="account_id")
+    account = frame[frame["campaign_id"] == ""].drop(columns="campaign_id").merge(columns.drop(columns="campaign_id"), on="account_id")
+    hits = pd.concat([own, to_total, account], ignore_index=True)
+    for kind in KINDS:
+        rows = hits[hits["kind"] == kind]
+        getattr(days, kind)[rows["day"].to_numpy(), rows["column"].to_numpy()] = True
+    sized = hits[np.isfinite(hits["factor"].to_numpy(dtype=float))]
+    np.multiply.at(days.budget_factor, (sized["day"].to_numpy(), sized["column"].to_numpy()), sized["factor"].to_numpy(dtype=float))
     return days
 
 

@@ -14,7 +14,9 @@ rules expect that part of a day's leads, no more. It comes from one of two place
 - **Read from the data itself** when nothing was learned: the portfolio's leads on each of the
   last ``days`` days against what their spend buys at each campaign's baseline, relative to the
   same ratio over the four weeks before. Pooled over every campaign (an account whose own ratio
-  is less than half the pool's is left out, as it may be a real loss), taken at the upper end of
+  is less than half the pool's is left out, as it may be a real loss; with fewer than
+  ``MIN_ACCOUNTS`` accounts left, a lag cannot be told from a loss and the day counts as
+  complete), taken at the upper end of
   what the counts allow (``CONFIDENCE_Z`` standard errors) and shrunk toward complete by
   ``PSEUDO_LEADS``, so a small portfolio's short day is not read as a lag; and never rising toward
   the latest day.
@@ -29,6 +31,7 @@ from anomaly.detect.panel import Panel
 
 PSEUDO_LEADS = 20.0
 CONFIDENCE_Z = 2.0
+MIN_ACCOUNTS = 4  # a lag is the platform's, seen in every account; one account short is an incident
 REFERENCE_DAYS = 28
 OUTLIER_RATIO = 0.5
 
@@ -76,6 +79,8 @@ def estimate(panel: Panel, base_cpl: np.ndarray, days: int) -> np.ndarray:
         pooled = (by_account_leads.sum() + PSEUDO_LEADS) / (by_account_expected.sum() + PSEUDO_LEADS)
         # an account far short of the pool may be losing leads for real: leave it out of the pool
         keep = (by_account_leads + 1.0) >= OUTLIER_RATIO * (pooled * by_account_expected + 1.0)
+        if np.count_nonzero(keep & (by_account_expected >= 1.0)) < MIN_ACCOUNTS:
+            continue  # too few accounts to tell a lag from a loss: taken as complete
         seen, wanted = by_account_leads[keep].sum(), by_account_expected[keep].sum()
         # the upper end of what the day's leads allow: a small portfolio's short day is not a lag
         curve[k] = (seen + CONFIDENCE_Z * np.sqrt(seen + 1.0) + PSEUDO_LEADS) / (wanted + PSEUDO_LEADS)

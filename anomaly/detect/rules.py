@@ -15,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
+from scipy.sparse import csr_matrix
 from scipy.special import ndtr
 
 from anomaly.config import RULE_TYPES, CpcRatioRule, CplRatioRule, RuleBase, SpendRatioRule, ThresholdRule, VariationConfig
@@ -59,67 +60,99 @@ class _Window:
     baseline of its own counts at the account's. ``excluded`` (days × columns) leaves campaigns out
     of their account's total on those days (those already in an incident of their own)."""
 
-    def __init__(self, ctx: Context, days: int, lag: int = 0, excluded: np.ndarray | None = None):
+    def __init__(
+        self, ctx: Context, days: int, lag: int = 0, excluded: np.ndarray | None = None, columns: np.ndarray | None = None,
+        base: "_Window | None" = None,
+    ):
+        """``base``: a window of the same length and lag whose sums to reuse (only the pooling and
+        the evidence are computed again)."""
+        if base is None:
+            self._sums(ctx, days, lag)
+        else:
+            self.__dict__.update(base._raw)
+        self._evidence(excluded, columns)
+
+    def _sums(self, ctx: Context, days: int, lag: int) -> None:
         p, b = ctx.panel, ctx.baseline
         self._ctx, self._days, self._back = ctx, days, days - 1 + lag
+        back = self._back
         self.spend = window_sum(p.spend, days)
         self.leads = window_sum(p.leads, days)
         self.clicks = window_sum(p.clicks, days)
-        back = self._back
         self.base_cpl = shift(b.cpl, back)
         self.base_cpc = shift(b.cpc, back)
         self.ready = shift(b.ready.astype(float), back) == 1.0
-        lead_info, click_info = shift(b.lead_info, back), shift(b.click_info, back)
-        lead_phi, lead_persist = shift(b.lead_phi, back), shift(b.lead_persist, back)
-        click_phi, click_persist = shift(b.click_phi, back), shift(b.click_persist, back)
         share = ctx.lead_share
         # leads are expected only in the part of each day reported so far
         self._lead_spend = self.spend if share is None else window_sum(p.spend * share, days)
-        lead_clicks = self.clicks if share is None else window_sum(p.clicks * share, days)
+        self._lead_clicks = self.clicks if share is None else window_sum(p.clicks * share, days)
         with np.errstate(divide="ignore", invalid="ignore"):
             self.expected = self._lead_spend / self.base_cpl
-            expected_clicks = self.spend / self.base_cpc
-            if p.is_total.any():
-                expected_clicks = self._pool_totals(p, expected_clicks, excluded)
-                lead_clicks = lead_clicks if share is None else np.where(p.is_total[None, :], self.clicks * (self._lead_spend / self.spend), lead_clicks)
-            base_cpl, base_cpc = self.base_cpl, self.base_cpc
+            self._expected_clicks = self.spend / self.base_cpc
             # the usual spend of these weekdays, and how far log spend strays from it over the window
             level = shift(b.spend_level, back)
             if days > 1:  # a step accepted as the new level inside the window: the window is judged against it
                 accepted = recent(shift(b.new_spend_level.astype(float), 1) > 0, days - 1)
                 level = np.where(accepted, b.spend_level, level)
             self.expected_spend = level * window_sum(b.spend_factor, days)
-            counting = 1.0 / (self.expected_spend / base_cpc) + shift(b.click_phi, back) / days  # clicks are counts
+            counting = 1.0 / (self.expected_spend / self.base_cpc) + shift(b.click_phi, back) / days  # clicks are counts
             self.spend_spread = np.sqrt(shift(b.spend_spread, back) ** 2 / days + np.nan_to_num(counting, nan=0.0, posinf=0.0))
+        self._phi_leads = dispersion(shift(b.lead_phi, back), days, shift(b.lead_info, back), shift(b.lead_persist, back))
+        self._phi_clicks = dispersion(shift(b.click_phi, back), days, shift(b.click_info, back), shift(b.click_persist, back))
+        self._raw = dict(self.__dict__)
+
+    def _evidence(self, excluded: np.ndarray | None, columns: np.ndarray | None) -> None:
+        p = self._ctx.panel
+        # tail probabilities, the costly part, only for these columns, or (days × columns) cells; the
+        # others read as no evidence
+        wanted = np.ones(p.shape[1], dtype=bool) if columns is None else columns
+        self._wanted = wanted[None, :] if wanted.ndim == 1 else wanted
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected_clicks, lead_clicks = self._expected_clicks, self._lead_clicks
+            if p.is_total.any():
+                expected_clicks = self._pool_totals(p, expected_clicks, excluded)
+                if self._ctx.lead_share is not None:
+                    lead_clicks = np.where(p.is_total[None, :], self.clicks * (self._lead_spend / self.spend), lead_clicks)
+            base_cpl, base_cpc = self.base_cpl, self.base_cpc
             # Tail probabilities are computed only where the matching ratio is above 1: every rule
             # that reads them also needs a ratio above 1 (or a shortfall below 1) to fire.
             # leads given spend: so few leads must be implausible at the baseline cost per lead
             self.ratio_leads = (np.nan_to_num(self.expected) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
-            phi_leads = dispersion(lead_phi, days, lead_info, lead_persist)
-            self.p_leads = lower_tail(self.leads, self.expected, phi_leads, where=self.ratio_leads > 1)
+            self.p_leads = lower_tail(self.leads, self.expected, self._phi_leads, where=(self.ratio_leads > 1) & self._wanted)
             # clicks given spend, then leads given clicks: cost per click and conversion rate
             base_cvr = base_cpc / base_cpl
             self.ratio_clicks = (
                 (np.nan_to_num(expected_clicks) + 1.0) / (np.nan_to_num(self.clicks) + 1.0)
                 * (np.nan_to_num(lead_clicks * base_cvr) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
             )
-            worse = self.ratio_clicks > 1
             # cost per click alone: so few clicks for the spend must be implausible at the baseline
             self.cpc_ratio = (np.nan_to_num(expected_clicks) + 1.0) / (np.nan_to_num(self.clicks) + 1.0)
-            phi_clicks = dispersion(click_phi, days, click_info, click_persist)
-            self.p_cpc = lower_tail(self.clicks, expected_clicks, phi_clicks, where=worse | (self.cpc_ratio > 1))
-            p_conversion = lower_tail(self.leads, lead_clicks * base_cvr, phi_leads, where=worse)
-            self.p_clicks_route = np.where(worse, fisher(self.p_cpc, p_conversion), 1.0)
+            self._pooled_expected_clicks = expected_clicks
+            self._p_cpc: dict[float, np.ndarray] = {}
+            worse = (self.ratio_clicks > 1) & self._wanted
+            p_clicks = lower_tail(self.clicks, expected_clicks, self._phi_clicks, where=worse)
+            p_conversion = lower_tail(self.leads, lead_clicks * base_cvr, self._phi_leads, where=worse)
+            self.p_clicks_route = np.ones(worse.shape)
+            self.p_clicks_route[worse] = fisher(p_clicks[worse], p_conversion[worse])
+
+    def p_cpc(self, at_least: float) -> np.ndarray:
+        """P(so few clicks for the spend) at the baseline cost per click, where the cost-per-click
+        ratio is at least ``at_least`` (1 elsewhere): computed on first use, per threshold."""
+        if at_least not in self._p_cpc:
+            where = (self.cpc_ratio >= at_least) & self._wanted
+            self._p_cpc[at_least] = lower_tail(self.clicks, self._pooled_expected_clicks, self._phi_clicks, where=where)
+        return self._p_cpc[at_least]
 
     def _pool_totals(self, p: Panel, expected_clicks: np.ndarray, excluded: np.ndarray | None) -> np.ndarray:
         """Replace each account total's sums and expectations by its campaigns' (those not
         ``excluded``); its baselines become the ones those expectations imply."""
         totals = np.nonzero(p.is_total)[0]
         accounts = p.campaigns["account_id"].to_numpy()
-        member = ((accounts[None, :] == accounts[totals][:, None]) & ~p.is_total[None, :]).astype(float)  # totals × columns
+        rows, columns = np.nonzero((accounts[None, :] == accounts[totals][:, None]) & ~p.is_total[None, :])
+        member = csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(totals), p.shape[1]))  # totals × columns
         account_of = np.full(p.shape[1], 0)
-        rows, columns = np.nonzero(member)
         account_of[columns] = totals[rows]  # each campaign's total column (0 for columns without one: unused)
+        pool = lambda values: (member @ values.T).T  # noqa: E731 - each total: the sum over its campaigns
         include = np.ones(p.shape) if excluded is None else (~excluded).astype(float)
         spend = np.nan_to_num(self.spend) * include
         lead_spend = np.nan_to_num(self._lead_spend) * include
@@ -128,12 +161,12 @@ class _Window:
         expected_c = np.where(np.isfinite(expected_clicks), expected_clicks, spend / self.base_cpc[:, account_of])
         observed = ~np.isnan(self.spend[:, totals])
         pooled = {
-            "spend": spend @ member.T,
-            "lead_spend": lead_spend @ member.T,
-            "leads": (np.nan_to_num(self.leads) * include) @ member.T,
-            "clicks": (np.nan_to_num(self.clicks) * include) @ member.T,
-            "expected": np.nan_to_num(expected * include) @ member.T,
-            "expected_clicks": np.nan_to_num(expected_c * include) @ member.T,
+            "spend": pool(spend),
+            "lead_spend": pool(lead_spend),
+            "leads": pool(np.nan_to_num(self.leads) * include),
+            "clicks": pool(np.nan_to_num(self.clicks) * include),
+            "expected": pool(np.nan_to_num(expected * include)),
+            "expected_clicks": pool(np.nan_to_num(expected_c * include)),
         }
         self.spend, self.leads, self.clicks, self._lead_spend = self.spend.copy(), self.leads.copy(), self.clicks.copy(), self._lead_spend.copy()
         self.base_cpl, self.base_cpc, self.expected = self.base_cpl.copy(), self.base_cpc.copy(), self.expected.copy()
@@ -214,7 +247,7 @@ def _spend_ratio(rule: SpendRatioRule, ctx: Context, w: _Window) -> RuleResult:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = w.spend / expected
         p = np.nan_to_num(1.0 - ndtr(np.log(ratio) / w.spend_spread), nan=1.0)
-    worse = ((w.cpc_ratio >= rule.worse_ratio) & (w.p_cpc <= rule.worse_p_value)) | (
+    worse = ((w.cpc_ratio >= rule.worse_ratio) & (w.p_cpc(rule.worse_ratio) <= rule.worse_p_value)) | (
         (w.ratio_leads >= rule.worse_ratio) & (w.p_leads <= rule.worse_p_value)
     )
     significant = _significant(rule, p) | (suspect & (p <= rule.worse_p_value))
@@ -228,7 +261,7 @@ def _cpc_ratio(rule: CpcRatioRule, ctx: Context, w: _Window) -> RuleResult:
     with np.errstate(divide="ignore", invalid="ignore"):
         observed = np.where(w.clicks > 0, w.spend / w.clicks, np.where(w.spend > 0, np.inf, np.nan))
     not_cheaper = w.ratio_leads >= 1.0  # the leads do not say the money buys better
-    guard = _volume_guard(rule, w, needs_baseline=True) & _significant(rule, w.p_cpc) & not_cheaper
+    guard = _volume_guard(rule, w, needs_baseline=True) & _significant(rule, w.p_cpc(rule.warning)) & not_cheaper
     critical = w.cpc_ratio >= rule.critical if rule.critical is not None else None
     return RuleResult("cpc", observed, w.base_cpc, _levels(w.cpc_ratio >= rule.warning, critical, guard))
 
@@ -289,15 +322,19 @@ assert EVALUATORS.keys() == RULE_TYPES.keys(), "every rule type needs an evaluat
 
 
 def evaluate_rule(
-    rule: RuleBase, ctx: Context, windows: dict[tuple[int, int], _Window] | None = None, excluded: np.ndarray | None = None
+    rule: RuleBase, ctx: Context, windows: dict[tuple[int, int], _Window] | None = None, excluded: np.ndarray | None = None,
+    columns: np.ndarray | None = None, bases: dict[tuple[int, int], _Window] | None = None,
 ) -> RuleResult:
     """The rule's result on every (day, campaign), with scope, ownership-change settings and the
     forest gate applied. ``excluded`` leaves campaigns out of their account totals (``_Window``);
-    ``windows`` caches windows between rules evaluated with the same ``excluded``."""
+    with ``columns`` (columns, or days × columns cells), only those results are meant (the others
+    may read as no finding);
+    ``windows`` caches windows between rules evaluated with the same ``excluded`` and ``columns``;
+    ``bases`` holds windows whose sums those reuse."""
     windows = {} if windows is None else windows
     key = (rule.window_days, rule.baseline_lag_days)
     if key not in windows:
-        windows[key] = _Window(ctx, *key, excluded=excluded)
+        windows[key] = _Window(ctx, *key, excluded=excluded, columns=columns, base=(bases or {}).get(key))
     w = windows[key]
     evaluator = EVALUATORS[rule.type]
     result = evaluator(rule, ctx, w)
