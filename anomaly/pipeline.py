@@ -106,12 +106,19 @@ def pull_source(config: Config, source, store: Store, today: dt.date) -> PullRep
 
 
 def derive_incidents(
-    config: Config, rules: list[RuleBase], ownership: pd.DataFrame, metrics: pd.DataFrame, changes: pd.DataFrame, as_of: dt.date
+    config: Config,
+    rules: list[RuleBase],
+    ownership: pd.DataFrame,
+    metrics: pd.DataFrame,
+    changes: pd.DataFrame,
+    as_of: dt.date,
+    completeness: pd.DataFrame | None = None,
 ) -> list[Incident]:
     """Detection and attribution on stored data up to ``as_of``: exactly what a live run decides.
 
     ``ownership`` holds the periods of ``anomaly.ownership.ownership_periods(config)``, read once
-    by the caller.
+    by the caller; ``completeness`` how complete each account's latest leads are
+    (``Store.lead_completeness``; without it detection reads the lag from the data itself).
     """
     detection = detect(
         metrics,
@@ -121,6 +128,7 @@ def derive_incidents(
         pd.Timestamp(as_of),
         default_party=config.ownership.default_party,
         changes=changes,
+        completeness=completeness,
     )
     return build_incidents(
         detection,
@@ -155,7 +163,8 @@ def run_cycle(
         as_of = as_of or metrics["date"].max().date()
         changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
         periods = with_inferred(ownership, store.load_inferred_ownership())
-        derived = derive_incidents(config, rules, periods, metrics, changes, as_of)
+        completeness = store.lead_completeness(config.detection.reporting_lag_days)
+        derived = derive_incidents(config, rules, periods, metrics, changes, as_of, completeness)
         router = Router(config.alerts, [sink.name for sink in sinks])
         writes = reconcile(store.load_incidents(), derived, as_of, router, excess_steps=config.alerts.excess_steps)
         enqueued = store.save_incidents(writes)

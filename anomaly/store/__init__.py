@@ -8,11 +8,13 @@ The package, by concern: ``tables`` (the schema), ``migrations`` (each version s
 ``engine`` (engine settings, URLs without passwords, failures as ``StoreError``), ``base`` (the
 engine, the schema check and the upsert every part shares), ``data`` (metrics, changes, inferred
 ownership and pulls), ``incidents_outbox`` (incidents, the outbox, reminders), ``silencing``
-(silences) and ``lock`` (the service lock). ``Store`` is all of them; every name is importable
+(silences), ``lock`` (the service lock) and ``completeness`` (how late each account's leads
+arrive: the leads each pull first saw of a day). ``Store`` is all of them; every name is importable
 from ``anomaly.store`` as before.
 """
 
 from anomaly.store.base import StoreBase, utcnow
+from anomaly.store.completeness import COMPLETENESS_COLUMNS, SETTLED_DAYS, CompletenessStore
 from anomaly.store.data import IDENTITY_COLUMNS, DataStore, IngestResult, PullRecord
 from anomaly.store.engine import SQLITE_TIMEOUT_SECONDS, StoreError, _explain_failure, describe_url, make_engine
 from anomaly.store.incidents_outbox import REMINDED_AFTER, IncidentStore, IncidentWrite, OutboxItem, SentMessage
@@ -24,6 +26,7 @@ from anomaly.store.tables import (
     changes,
     incidents,
     inferred_ownership,
+    leads_seen,
     metadata,
     metrics,
     outbox,
@@ -34,16 +37,19 @@ from anomaly.store.tables import (
 )
 
 
-class Store(DataStore, IncidentStore, SilenceStore, LockStore):
+class Store(DataStore, CompletenessStore, IncidentStore, SilenceStore, LockStore):
     """All persistence. Construct with a SQLAlchemy URL; call ``migrate()`` once before use."""
 
 
 __all__ = [
+    "COMPLETENESS_COLUMNS",
     "IDENTITY_COLUMNS",
     "REMINDED_AFTER",
     "SCHEMA_VERSION",
     "SERVICE_LOCK",
+    "SETTLED_DAYS",
     "SQLITE_TIMEOUT_SECONDS",
+    "CompletenessStore",
     "DataStore",
     "IncidentStore",
     "IncidentWrite",
@@ -62,6 +68,7 @@ __all__ = [
     "describe_url",
     "incidents",
     "inferred_ownership",
+    "leads_seen",
     "make_engine",
     "metadata",
     "metrics",

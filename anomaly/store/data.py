@@ -23,7 +23,8 @@ from anomaly.schema import (
     normalise_ownership,
 )
 from anomaly.store.base import StoreBase, utcnow
-from anomaly.store.tables import changes, inferred_ownership, metrics, pulls
+from anomaly.store.completeness import leads_seen_records
+from anomaly.store.tables import changes, inferred_ownership, leads_seen, metrics, pulls
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,12 @@ class DataStore(StoreBase):
 
         ``ownership_frame`` holds the ownership periods the source inferred; their starts are kept
         (a later inference of the same day replaces the party), and ``load_inferred_ownership``
-        joins them into periods."""
+        joins them into periods. The leads of each account-day in the daily rows up to
+        ``SETTLED_DAYS`` before ``end`` are kept as this pull saw them, unless an earlier pull saw
+        the day as many days after it (see ``lead_completeness``)."""
         now = utcnow()
         metric_rows = _metric_records(metric_frame, source, now)
+        seen_rows = leads_seen_records(metric_frame, source, end, now)
         change_rows = _change_records(change_frame, source)
         ownership_rows = [] if ownership_frame is None else [
             {"account_id": r.account_id, "campaign_id": r.campaign_id, "start": pd.Timestamp(r.start).date(), "party": r.party, "source": source}
@@ -77,6 +81,8 @@ class DataStore(StoreBase):
         with self.engine.begin() as conn:
             for chunk in _chunks(metric_rows, 2000):
                 conn.execute(self._upsert(metrics, METRIC_KEY, update=True), chunk)
+            for chunk in _chunks(seen_rows, 2000):  # what an earlier pull saw first stays
+                conn.execute(self._upsert(leads_seen, ["source", "account_id", "date", "days_after"], update=False), chunk)
             for chunk in _chunks(change_rows, 2000):
                 conn.execute(self._upsert(changes, ["change_key"], update=False), chunk)
             for chunk in _chunks(ownership_rows, 2000):

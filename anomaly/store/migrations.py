@@ -7,9 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from anomaly.store.engine import StoreError
-from anomaly.store.tables import inferred_ownership, metadata, schema_version, silences
+from anomaly.store.tables import inferred_ownership, leads_seen, metadata, schema_version, silences
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 def _add_columns(conn: sa.Connection, table: str, columns: dict[str, str]) -> None:
@@ -61,6 +61,11 @@ def _add_pull_completeness(conn: sa.Connection) -> None:
     _add_columns(conn, "pulls", {"complete": "BOOLEAN NOT NULL DEFAULT TRUE"})
 
 
+def _add_leads_seen(conn: sa.Connection) -> None:
+    # empty: what earlier pulls saw was overwritten; it fills from the next pull on
+    leads_seen.create(conn, checkfirst=True)
+
+
 #: version → function(conn) that brings a store from version − 1 to version.
 _MIGRATIONS: dict[int, Any] = {
     2: _add_client_type,
@@ -71,6 +76,7 @@ _MIGRATIONS: dict[int, Any] = {
     7: _add_silences,
     8: _add_acknowledgements_and_groups,
     9: _add_pull_completeness,
+    10: _add_leads_seen,
 }
 
 

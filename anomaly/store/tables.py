@@ -131,6 +131,19 @@ silences = sa.Table(
     sa.Column("expired_at", sa.DateTime),  # set by `anomaly silence expire`
 )
 
+# how many leads each pull first saw for an account-day, so many days after the day: how late a
+# platform reports its conversions (see Store.lead_completeness)
+leads_seen = sa.Table(
+    "leads_seen",
+    metadata,
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(64), primary_key=True),
+    sa.Column("date", sa.Date, primary_key=True),
+    sa.Column("days_after", sa.SmallInteger, primary_key=True),  # the pull's end − date: 0 .. SETTLED_DAYS
+    sa.Column("leads", sa.Float, nullable=False),  # the sum of the account's daily rows that day, as pulled
+    sa.Column("pulled_at", sa.DateTime, nullable=False),  # UTC: the first pull that saw it
+)
+
 # one row while `anomaly serve` runs: which instance may run jobs on this store
 service_lock = sa.Table(
     "service_lock",
