@@ -227,12 +227,13 @@ def test_only_days_0_to_settled_days_before_the_pull_are_kept(store: Store) -> N
     assert min(r["date"] for r in seen_rows(store)) == end - dt.timedelta(days=SETTLED_DAYS)
 
 
-def test_a_day_centuries_before_the_pull_is_stored_and_not_counted(store: Store) -> None:
+def test_days_are_counted_back_from_the_last_day_the_pull_has_data_for(store: Store) -> None:
     frame = as_pulled(START)
     frame["date"] = pd.Timestamp("1900-01-01")  # the oldest day a data file may hold, pulled up to the latest
     store.ingest("ads", dt.date(1900, 1, 1), dt.date(2199, 12, 31), frame, empty_changes())
 
-    assert seen_rows(store) == [] and set(store.load_metrics()["campaign_id"]) == {"a1", "a2", "a3", "h1"}
+    # an export that ends before the pull's end (made the next morning) counts from its newest day
+    assert {row["days_after"] for row in seen_rows(store)} == {0} and set(store.load_metrics()["campaign_id"]) == {"a1", "a2", "a3", "h1"}
 
 
 def test_an_ingest_failing_after_the_leads_were_counted_keeps_none_of_them(store: Store) -> None:

@@ -87,11 +87,14 @@ class CompletenessStore(StoreBase):
 
 
 def leads_seen_records(frame: pd.DataFrame, source: str, end: dt.date, now: dt.datetime) -> list[dict[str, Any]]:
-    """The leads of each account-day in a pull's daily rows, with how many days before the pull's
-    ``end`` the day is: the rows of ``leads_seen`` (days 0 .. SETTLED_DAYS before ``end`` only)."""
-    if frame.empty:
+    """The leads of each account-day in a pull's daily rows, with how many days before the last day
+    the pull has data for (at most its ``end``) the day is: the rows of ``leads_seen`` (days
+    0 .. SETTLED_DAYS before it only). Counted from the last day with data, as detection counts
+    back from it: an export made the next morning ends yesterday, and yesterday is its newest day."""
+    daily_dates = frame.loc[frame["hour"] == DAILY, "date"] if not frame.empty else frame.get("date")
+    if frame.empty or daily_dates.empty:
         return []
-    last = pd.Timestamp(end)
+    last = min(pd.Timestamp(end), daily_dates.max())
     # compared before subtracted: a day centuries before the end would overflow the difference
     recent = (frame["hour"] == DAILY) & frame["date"].between(last - pd.Timedelta(days=SETTLED_DAYS), last)
     daily = frame.loc[recent, ["account_id", "date", "leads"]]
