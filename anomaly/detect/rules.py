@@ -50,6 +50,30 @@ class RuleResult:
     level: np.ndarray  # int8: NONE / WARNING / CRITICAL
 
 
+class _Tail:
+    """A tail probability (``lower_tail``, or Fisher's combination of two) over the days × columns
+    cells, computed the first time a cell is asked for and kept."""
+
+    def __init__(self, terms, possible: np.ndarray):
+        self._terms, self._possible = terms, possible
+        self._values: np.ndarray | None = None
+        self._done: np.ndarray | None = None
+
+    def get(self, candidates: np.ndarray) -> np.ndarray:
+        if self._values is None:
+            self._values = np.ones(np.broadcast_shapes(candidates.shape, self._possible.shape))
+            self._done = np.zeros(self._values.shape, dtype=bool)
+        todo = candidates & self._possible & ~self._done
+        if todo.any():
+            if isinstance(self._terms[0], tuple):  # two tails, combined
+                first, second = (lower_tail(*term, where=todo) for term in self._terms)
+                self._values[todo] = fisher(first[todo], second[todo])
+            else:
+                self._values[todo] = lower_tail(*self._terms, where=todo)[todo]
+            self._done |= todo
+        return self._values
+
+
 class _Window:
     """Window sums, the baseline as it stood ``lag`` days before the window began, and the evidence
     that the window's cost per lead is worse than that baseline (computed once per window).
@@ -114,11 +138,8 @@ class _Window:
                 if self._ctx.lead_share is not None:
                     lead_clicks = np.where(p.is_total[None, :], self.clicks * (self._lead_spend / self.spend), lead_clicks)
             base_cpl, base_cpc = self.base_cpl, self.base_cpc
-            # Tail probabilities are computed only where the matching ratio is above 1: every rule
-            # that reads them also needs a ratio above 1 (or a shortfall below 1) to fire.
             # leads given spend: so few leads must be implausible at the baseline cost per lead
             self.ratio_leads = (np.nan_to_num(self.expected) + 1.0) / (np.nan_to_num(self.leads) + 1.0)
-            self.p_leads = lower_tail(self.leads, self.expected, self._phi_leads, where=(self.ratio_leads > 1) & self._wanted)
             # clicks given spend, then leads given clicks: cost per click and conversion rate
             base_cvr = base_cpc / base_cpl
             self.ratio_clicks = (
@@ -127,13 +148,24 @@ class _Window:
             )
             # cost per click alone: so few clicks for the spend must be implausible at the baseline
             self.cpc_ratio = (np.nan_to_num(expected_clicks) + 1.0) / (np.nan_to_num(self.clicks) + 1.0)
-            self._pooled_expected_clicks = expected_clicks
-            self._p_cpc: dict[float, np.ndarray] = {}
-            worse = (self.ratio_clicks > 1) & self._wanted
-            p_clicks = lower_tail(self.clicks, expected_clicks, self._phi_clicks, where=worse)
-            p_conversion = lower_tail(self.leads, lead_clicks * base_cvr, self._phi_leads, where=worse)
-            self.p_clicks_route = np.ones(worse.shape)
-            self.p_clicks_route[worse] = fisher(p_clicks[worse], p_conversion[worse])
+        self._pooled_expected_clicks = expected_clicks
+        self._p_cpc: dict[float, np.ndarray] = {}
+        # Tail probabilities, the costly part, are computed on demand for the cells a rule can fire
+        # on, and only where the matching ratio is above 1 (elsewhere they read as no evidence).
+        self._leads_tail = _Tail((self.leads, self.expected, self._phi_leads), (self.ratio_leads > 1) & self._wanted)
+        self._route_tail = _Tail(
+            ((self.clicks, expected_clicks, self._phi_clicks), (self.leads, lead_clicks * base_cvr, self._phi_leads)),
+            (self.ratio_clicks > 1) & self._wanted,
+        )
+
+    def p_leads(self, candidates: np.ndarray) -> np.ndarray:
+        """P(so few leads for the spend) at the baseline cost per lead, on ``candidates`` (1 elsewhere)."""
+        return self._leads_tail.get(candidates)
+
+    def p_clicks_route(self, candidates: np.ndarray) -> np.ndarray:
+        """Fisher's combination of so few clicks for the spend and so few leads for the clicks, on
+        ``candidates`` (1 elsewhere)."""
+        return self._route_tail.get(candidates)
 
     def p_cpc(self, at_least: float) -> np.ndarray:
         """P(so few clicks for the spend) at the baseline cost per click, where the cost-per-click
@@ -219,9 +251,11 @@ def _observed_cpl(w: _Window) -> np.ndarray:
 def _cpl_ratio(rule: CplRatioRule, ctx: Context, w: _Window) -> RuleResult:
     if rule.use_clicks:
         ratio = np.fmax(w.ratio_leads, w.ratio_clicks)
-        p = np.fmin(w.p_leads, w.p_clicks_route)
+        candidates = ratio >= rule.warning
+        p = np.fmin(w.p_leads(candidates), w.p_clicks_route(candidates))
     else:
-        ratio, p = w.ratio_leads, w.p_leads
+        ratio = w.ratio_leads
+        p = w.p_leads(ratio >= rule.warning)
     guard = _volume_guard(rule, w, needs_baseline=True) & _significant(rule, p)
     critical = ratio >= rule.critical if rule.critical is not None else None
     return RuleResult("cpl", _observed_cpl(w), w.base_cpl, _levels(ratio >= rule.warning, critical, guard))
@@ -230,7 +264,7 @@ def _cpl_ratio(rule: CplRatioRule, ctx: Context, w: _Window) -> RuleResult:
 def _lead_shortfall(rule: RuleBase, ctx: Context, w: _Window) -> RuleResult:
     with np.errstate(divide="ignore", invalid="ignore"):
         fraction = w.leads / w.expected
-    guard = _volume_guard(rule, w, needs_baseline=True) & _significant(rule, w.p_leads)
+    guard = _volume_guard(rule, w, needs_baseline=True) & _significant(rule, w.p_leads(fraction <= rule.warning))
     critical = fraction <= rule.critical if rule.critical is not None else None
     return RuleResult("leads", w.leads, w.expected, _levels(fraction <= rule.warning, critical, guard))
 
@@ -248,7 +282,7 @@ def _spend_ratio(rule: SpendRatioRule, ctx: Context, w: _Window) -> RuleResult:
         ratio = w.spend / expected
         p = np.nan_to_num(1.0 - ndtr(np.log(ratio) / w.spend_spread), nan=1.0)
     worse = ((w.cpc_ratio >= rule.worse_ratio) & (w.p_cpc(rule.worse_ratio) <= rule.worse_p_value)) | (
-        (w.ratio_leads >= rule.worse_ratio) & (w.p_leads <= rule.worse_p_value)
+        (w.ratio_leads >= rule.worse_ratio) & (w.p_leads(w.ratio_leads >= rule.worse_ratio) <= rule.worse_p_value)
     )
     significant = _significant(rule, p) | (suspect & (p <= rule.worse_p_value))
     guard = ~np.isnan(w.spend) & (w.spend >= rule.min_spend) & w.ready & (np.nan_to_num(expected) > 0)
