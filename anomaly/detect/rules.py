@@ -25,6 +25,7 @@ from anomaly.detect.panel import Panel, shift, window_sum
 from anomaly.detect.stats import dispersion, fisher, lower_tail
 
 NONE, WARNING, CRITICAL = 0, 1, 2
+WANDER_DAYS = 7  # the time scale of the persistent variation (learned from trailing weeks)
 SEVERITY_NAMES = {WARNING: "warning", CRITICAL: "critical"}
 
 
@@ -121,8 +122,10 @@ class _Window:
             self.expected_spend = level * window_sum(b.spend_factor, days)
             counting = 1.0 / (self.expected_spend / self.base_cpc) + shift(b.click_phi, back) / days  # clicks are counts
             self.spend_spread = np.sqrt(shift(b.spend_spread, back) ** 2 / days + np.nan_to_num(counting, nan=0.0, posinf=0.0))
-        self._phi_leads = dispersion(shift(b.lead_phi, back), days, shift(b.lead_info, back), shift(b.lead_persist, back))
-        self._phi_clicks = dispersion(shift(b.click_phi, back), days, shift(b.click_info, back), shift(b.click_persist, back))
+        # a baseline from weeks before the window has had that much longer to wander from it
+        wander = 1.0 + lag / WANDER_DAYS
+        self._phi_leads = dispersion(shift(b.lead_phi, back), days, shift(b.lead_info, back), wander * shift(b.lead_persist, back))
+        self._phi_clicks = dispersion(shift(b.click_phi, back), days, shift(b.click_info, back), wander * shift(b.click_persist, back))
         self._raw = dict(self.__dict__)
 
     def _evidence(self, excluded: np.ndarray | None, columns: np.ndarray | None) -> None:
