@@ -26,7 +26,7 @@ from anomaly.detect.baseline import Baseline, compute_baseline
 from anomaly.detect.changes import change_days
 from anomaly.detect.completeness import lead_share
 from anomaly.detect.forest import causal_scores
-from anomaly.detect.panel import Panel, build_panel, window_sum
+from anomaly.detect.panel import Panel, build_panel, recent, window_sum
 from anomaly.detect.rules import SEVERITY_NAMES, Context, RuleResult, evaluate_rule
 from anomaly.detect.stats import dispersion, lower_tail
 from anomaly.ownership import UNKNOWN, party_matrix
@@ -155,7 +155,7 @@ def _pool_accounts(ctx: Context, per_rule: list, windows: dict) -> list:
         if not members:
             continue
         fired = np.max(np.stack([per_rule[i][1].level for i in members]), axis=0) > 0
-        excluded = _recent(fired, EXPLAINS_DAYS) & ~panel.is_total[None, :]
+        excluded = recent(fired, EXPLAINS_DAYS + 1) & ~panel.is_total[None, :]
         if not excluded.any():
             continue
         repooled: dict = {}
@@ -187,7 +187,7 @@ def _defer_to_campaigns(panel: Panel, per_rule: list, pooled: set[str]) -> list:
         return per_rule
     families = {rule.rule_family for rule, _ in per_rule}
     fired = {f: np.max(np.stack([r.level for rule, r in per_rule if rule.rule_family == f]), axis=0) > 0 for f in families}
-    recent = {f: _recent(v, EXPLAINS_DAYS) for f, v in fired.items()}
+    lately = {f: recent(v, EXPLAINS_DAYS + 1) for f, v in fired.items()}
     is_total = panel.is_total
     account_of = panel.campaigns["account_id"].to_numpy()
     totals = np.nonzero(is_total)[0]
@@ -197,22 +197,14 @@ def _defer_to_campaigns(panel: Panel, per_rule: list, pooled: set[str]) -> list:
         if totals.size and family not in pooled:
             for t in totals:
                 members = np.nonzero((account_of == account_of[t]) & ~is_total)[0]
-                mask[:, t] = recent[family][:, members].any(axis=1)
-        if family in YIELDS_TO and YIELDS_TO[family] in recent:
-            mask |= recent[YIELDS_TO[family]]
+                mask[:, t] = lately[family][:, members].any(axis=1)
+        if family in YIELDS_TO and YIELDS_TO[family] in lately:
+            mask |= lately[YIELDS_TO[family]]
         explained[family] = mask
     return [
         (rule, RuleResult(result.metric, result.observed, result.baseline, np.where(explained[rule.rule_family], 0, result.level).astype(np.int8)))
         for rule, result in per_rule
     ]
-
-
-def _recent(fired: np.ndarray, days: int) -> np.ndarray:
-    """True where ``fired`` was true on the day or any of the ``days`` before it."""
-    total = np.cumsum(fired, axis=0)
-    before = np.zeros_like(total)
-    before[days + 1 :] = total[: -(days + 1)]
-    return total > before
 
 
 def _no_findings() -> pd.DataFrame:

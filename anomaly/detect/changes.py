@@ -112,14 +112,6 @@ def _started(panel: Panel) -> np.ndarray:
     return out
 
 
-def recent(flags: np.ndarray, within_days: int) -> np.ndarray:
-    """True where ``flags`` was true on the day or any of the ``within_days - 1`` days before it."""
-    total = np.cumsum(flags, axis=0)
-    before = np.zeros_like(total)
-    before[within_days:] = total[:-within_days]
-    return total > before
-
-
 def recent_factor(days: ChangeDays, within_days: int) -> np.ndarray:
     """The largest stated budget size among the budget changes of the last ``within_days`` days (1: none)."""
     out = days.budget_factor.copy()

@@ -134,3 +134,11 @@ def shift(values: np.ndarray, days: int) -> np.ndarray:
     out = np.full_like(values, np.nan, dtype=float)
     out[days:] = values[:-days]
     return out
+
+
+def recent(flags: np.ndarray, within_days: int) -> np.ndarray:
+    """True where ``flags`` was true on the day or any of the ``within_days - 1`` days before it."""
+    total = np.cumsum(flags, axis=0)
+    before = np.zeros_like(total)
+    before[within_days:] = total[:-within_days]
+    return total > before

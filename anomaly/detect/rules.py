@@ -20,8 +20,8 @@ from scipy.special import ndtr
 
 from anomaly.config import RULE_TYPES, CpcRatioRule, CplRatioRule, RuleBase, SpendRatioRule, ThresholdRule, VariationConfig
 from anomaly.detect.baseline import Baseline
-from anomaly.detect.changes import ChangeDays, recent, recent_factor
-from anomaly.detect.panel import Panel, shift, window_sum
+from anomaly.detect.changes import ChangeDays, recent_factor
+from anomaly.detect.panel import Panel, recent, shift, window_sum
 from anomaly.detect.stats import dispersion, fisher, lower_tail
 
 NONE, WARNING, CRITICAL = 0, 1, 2
