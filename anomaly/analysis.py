@@ -197,7 +197,7 @@ class Project:
             self._detections[key] = detect(
                 metrics, self._periods(), rules if rules is not None else self.rules, self.config.detection,
                 _ts(as_of), default_party=self.config.ownership.default_party, changes=self.store.load_changes(end=last.to_pydatetime()),
-                completeness=self.store.lead_completeness(self.config.detection.reporting_lag_days),
+                completeness=self.store.lead_completeness(self.config.detection.reporting_lag_days, as_of=(metrics["date"].max()).date()),
             )
         return self._detections[key]
 

@@ -163,7 +163,7 @@ def run_cycle(
         as_of = as_of or metrics["date"].max().date()
         changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
         periods = with_inferred(ownership, store.load_inferred_ownership())
-        completeness = store.lead_completeness(config.detection.reporting_lag_days)
+        completeness = store.lead_completeness(config.detection.reporting_lag_days, as_of=as_of)
         derived = derive_incidents(config, rules, periods, metrics, changes, as_of, completeness)
         router = Router(config.alerts, [sink.name for sink in sinks])
         writes = reconcile(store.load_incidents(), derived, as_of, router, excess_steps=config.alerts.excess_steps)

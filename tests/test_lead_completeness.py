@@ -175,6 +175,11 @@ def test_an_account_needs_enough_settled_days(pulled, store: Store) -> None:
         completeness = store.lead_completeness(3, **kwargs)
         assert set(completeness["account_id"]) == accounts, case
     assert shares(store.lead_completeness(3, min_days=6), "B") == pytest.approx(SHARES[:3], abs=0.05)
+    # a cycle for an earlier day learns only from the days a cycle then had settled: 11 for A, fewer than 14
+    earlier = store.last_metric_day() - dt.timedelta(days=10)
+    assert store.lead_completeness(3, as_of=earlier).empty
+    assert shares(store.lead_completeness(3, min_days=11, as_of=earlier), "A") == pytest.approx(SHARES[:3], abs=0.03)
+    assert store.lead_completeness(3, min_days=12, as_of=earlier).empty
 
 
 def test_pulling_the_same_day_again_changes_nothing(pulled, store: Store) -> None:

@@ -28,7 +28,7 @@ COMPLETENESS_COLUMNS = ["account_id", "days_after", "share"]
 class CompletenessStore(StoreBase):
     """The share of each account's final leads that its source had reported so many days after the day."""
 
-    def lead_completeness(self, max_days: int = 7, *, min_days: int = 14, history_days: int = 90) -> pd.DataFrame:
+    def lead_completeness(self, max_days: int = 7, *, min_days: int = 14, history_days: int = 90, as_of: dt.date | None = None) -> pd.DataFrame:
         """How complete each account's leads were so many days after the day: for each account and
         each ``days_after`` 0 … ``max_days`` − 1, a row ``account_id, days_after, share``
         (``anomaly.detect.detect`` takes the frame as ``completeness``).
@@ -44,9 +44,12 @@ class CompletenessStore(StoreBase):
         the hour are left out of both sums. An account has a share for a ``days_after`` only when
         at least ``min_days`` of those days had leads and were pulled that many days after; the
         frame is empty (with these columns) when no account qualifies, as in a store pulled for
-        less than four weeks.
+        less than four weeks. With ``as_of``, only days up to it count, as a cycle for that day
+        would have seen them.
         """
         last = self.last_metric_day()
+        if last is not None and as_of is not None:
+            last = min(last, as_of)
         rows = [] if last is None or max_days <= 0 else self._seen_and_final(last, max_days, min_days, history_days)
         frame = pd.DataFrame.from_records(rows, columns=["account_id", "days_after", "seen", "final"])
         share = (frame["seen"].astype("float64") / frame["final"].astype("float64")).clip(0.0, 1.0)
