@@ -151,8 +151,6 @@ class _Window:
             )
             # cost per click alone: so few clicks for the spend must be implausible at the baseline
             self.cpc_ratio = (np.nan_to_num(expected_clicks) + 1.0) / (np.nan_to_num(self.clicks) + 1.0)
-        self._pooled_expected_clicks = expected_clicks
-        self._p_cpc: dict[float, np.ndarray] = {}
         # Tail probabilities, the costly part, are computed on demand for the cells a rule can fire
         # on, and only where the matching ratio is above 1 (elsewhere they read as no evidence).
         self._leads_tail = _Tail((self.leads, self.expected, self._phi_leads), (self.ratio_leads > 1) & self._wanted)
@@ -160,6 +158,7 @@ class _Window:
             ((self.clicks, expected_clicks, self._phi_clicks), (self.leads, lead_clicks * base_cvr, self._phi_leads)),
             (self.ratio_clicks > 1) & self._wanted,
         )
+        self._cpc_tail = _Tail((self.clicks, expected_clicks, self._phi_clicks), (self.cpc_ratio > 1) & self._wanted)
 
     def p_leads(self, candidates: np.ndarray) -> np.ndarray:
         """P(so few leads for the spend) at the baseline cost per lead, on ``candidates`` (1 elsewhere)."""
@@ -172,11 +171,8 @@ class _Window:
 
     def p_cpc(self, at_least: float) -> np.ndarray:
         """P(so few clicks for the spend) at the baseline cost per click, where the cost-per-click
-        ratio is at least ``at_least`` (1 elsewhere): computed on first use, per threshold."""
-        if at_least not in self._p_cpc:
-            where = (self.cpc_ratio >= at_least) & self._wanted
-            self._p_cpc[at_least] = lower_tail(self.clicks, self._pooled_expected_clicks, self._phi_clicks, where=where)
-        return self._p_cpc[at_least]
+        ratio is at least ``at_least`` (1 where it is at most 1)."""
+        return self._cpc_tail.get(self.cpc_ratio >= at_least)
 
     def _pool_totals(self, p: Panel, expected_clicks: np.ndarray, excluded: np.ndarray | None) -> np.ndarray:
         """Replace each account total's sums and expectations by its campaigns' (those not
