@@ -96,6 +96,7 @@ VARIANTS: dict[str, dict] = {
     "no settings after changes": {"detection": {}, "rules": _without_after_changes},
     "account totals mute, not pool": {"detection": {"pool_accounts": False}, "rules": None},
     "no reporting lag": {"detection": {"reporting_lag_days": 0}, "rules": None},
+    "no diminishing returns": {"detection": {"baseline": {"volume_elasticity": 0}}, "rules": None},
 }
 BASE_VARIANT = "service"
 

@@ -93,7 +93,7 @@ CONFIG_ERRORS = [
         [
             "config.yaml: detection.baseline.half_lfe_days: unknown key; did you mean 'half_life_days'? expected one of: "
             "elevated_p_value, elevated_ratio, half_life_days, max_excluded_days, min_days, min_leads, "
-            "new_spend_level_days, probation_days, shrink_leads, spend_spread, weekday_half_life_weeks, weekday_prior_weeks"
+            "new_spend_level_days, probation_days, shrink_leads, spend_spread, volume_elasticity, weekday_half_life_weeks, weekday_prior_weeks"
         ],
         id="unknown-key-nested",
     ),

@@ -170,6 +170,33 @@ def test_a_budget_step_with_dearer_clicks_alerts_on_its_first_day():
     assert detection.baseline.spend_level[-1, 0] == pytest.approx(series["spend"][:STEP_DAY].mean(), rel=0.15)
 
 
+def _more_volume(factor_clicks: float, factor_cpc: float, seed: int = 909) -> pd.DataFrame:
+    """$1,000 a day at $2 a click and 5% conversion; for the last two weeks the campaign buys
+    ``factor_clicks`` × the clicks at ``factor_cpc`` × the cost per click (same conversion rate),
+    with no change in the history: demand rose, or bids did."""
+    before = _campaign(STEP_DAY, clicks=500, cpc=2.0, cvr=0.05, seed=seed)
+    after = _campaign(14, clicks=500 * factor_clicks, cpc=2.0 * factor_cpc, cvr=0.05, seed=seed + 1)
+    return daily_frame({"c1": _append(before, after)})
+
+
+def test_more_clicks_at_the_dearer_price_volume_brings_do_not_alert_on_cost_per_lead():
+    # 3× the clicks at 3 ** 0.3 ≈ 1.39× the cost per click: diminishing returns, as an auction gives them
+    elasticity = CAMPAIGNS_ONLY.baseline.volume_elasticity
+    metrics = _more_volume(3.0, 3.0**elasticity)
+    findings = _run(metrics).findings
+    assert findings[findings["family"] == "cost_per_lead"].empty
+    # the same figures judged as if volume came at the baseline price: two weeks 39% dearer at
+    # 1,500 clicks a day is then a significant cost-per-lead rise
+    without = _run(metrics, DetectionConfig(account_level=False, baseline={"volume_elasticity": 0})).findings
+    assert not without[without["family"] == "cost_per_lead"].empty
+
+
+def test_a_cost_per_click_rise_beyond_what_volume_explains_still_alerts():
+    # 3× the clicks at 2× the cost per click: far dearer than the volume explains
+    findings = _run(_more_volume(3.0, 2.0)).findings
+    assert not findings[findings["family"] == "cost_per_lead"].empty
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. A cost-per-click spike shows on its first day
 

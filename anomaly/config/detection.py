@@ -15,7 +15,11 @@ class BaselineConfig(StrictModel):
 
     Spend has a level of its own (``anomaly.detect.spend_level``): ``spend_spread`` is the prior of
     how far a campaign's log spend strays from day to day, and a step in spend whose cost per click
-    and cost per lead stay at baseline becomes the new level after ``new_spend_level_days`` days."""
+    and cost per lead stay at baseline becomes the new level after ``new_spend_level_days`` days.
+
+    Clicks come dearer as more are bought (diminishing returns): on a window with more clicks than
+    the usual spend buys at the baseline cost per click, the clicks and leads its spend should buy
+    are divided by (clicks / usual) ** ``volume_elasticity``; 0 turns this off."""
 
     half_life_days: float = Field(14.0, gt=0, le=365)
     min_days: int = Field(14, ge=1, le=365)
@@ -29,6 +33,7 @@ class BaselineConfig(StrictModel):
     weekday_prior_weeks: float = Field(2.0, ge=0)
     spend_spread: float = Field(0.35, gt=0, le=5)
     new_spend_level_days: int = Field(3, ge=1, le=60)
+    volume_elasticity: float = Field(0.3, ge=0, le=2)
 
 
 class VariationConfig(StrictModel):

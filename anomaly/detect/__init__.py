@@ -93,7 +93,7 @@ def detect(
     baseline = compute_baseline(panel, params.baseline, params.variation, days_since_change)
     score = causal_scores(panel, baseline, params.forest, pd.Timestamp(start) if start is not None else None)
     share = lead_share(panel, baseline.cpl, params.reporting_lag_days, completeness)
-    ctx = Context(panel, baseline, score, party, days_since_change, params.variation, change_days(panel, changes), share)
+    ctx = Context(panel, baseline, score, party, days_since_change, params.variation, change_days(panel, changes), share, params.baseline.volume_elasticity)
 
     windows: dict = {}
     enabled = [r for r in rules if r.enabled]

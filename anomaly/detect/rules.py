@@ -41,6 +41,7 @@ class Context:
     variation: VariationConfig = VariationConfig()
     changes: ChangeDays | None = None  # budget, bidding and status changes per (day, campaign)
     lead_share: np.ndarray | None = None  # the part of each day's final leads reported yet (completeness)
+    volume_elasticity: float = 0.0  # cost per click ∝ (clicks / usual clicks) ** this, above the usual volume
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,16 @@ class _Window:
             self.expected_spend = level * window_sum(b.spend_factor, days)
             counting = 1.0 / (self.expected_spend / self.base_cpc) + shift(b.click_phi, back) / days  # clicks are counts
             self.spend_spread = np.sqrt(shift(b.spend_spread, back) ** 2 / days + np.nan_to_num(counting, nan=0.0, posinf=0.0))
+            if ctx.volume_elasticity:
+                # diminishing returns: buying more clicks than the baseline did costs more per click (and so per
+                # lead); more volume may come that much dearer, as far as its cost per click did rise
+                # (more clicks at a lower cost per click are another audience, not a higher bid)
+                usual = shift(b.clicks, back) * window_sum(b.spend_factor, days)  # the volume the baseline was learned at
+                volume = np.nan_to_num(self.clicks / usual, nan=1.0, posinf=1.0)
+                cpc_up = np.nan_to_num(self.spend / (self.clicks * self.base_cpc), nan=1.0, posinf=1.0)
+                dearer = 1.0 / np.clip(np.minimum(volume**ctx.volume_elasticity, cpc_up), 1.0, None)
+                self.expected = self.expected * dearer
+                self._expected_clicks = self._expected_clicks * dearer
         # a baseline from weeks before the window has had that much longer to wander from it
         wander = 1.0 + lag / WANDER_DAYS
         self._phi_leads = dispersion(shift(b.lead_phi, back), days, shift(b.lead_info, back), wander * shift(b.lead_persist, back))
