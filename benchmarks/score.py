@@ -224,46 +224,116 @@ def _median(values: pd.Series) -> float:
 
 
 ORACLE_P_VALUE = 1e-4
+ORACLE_HISTORY_DAYS = 56
 
 
 def oracle_found(truth: pd.DataFrame, metrics: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Which incidents an oracle sees (by ``incident_id``), and which creeps it sees before they double.
 
     The oracle knows each incident's true span and normal rates, and counts an incident as found
-    when its data over that span are implausible at the normal rates (Poisson p <
-    ``ORACLE_P_VALUE``): leads given spend, or clicks given spend with leads given clicks (Fisher's
-    combination). Spend runaways count as found (spend alone shows them). A creep counts as found
-    before doubling when its leads up to the day before ``doubles_on`` already are. The normal
-    leads come from the truth (spend − excess is what the leads cost at the normal price), the
-    normal clicks from the spike's mechanism and size.
+    when its data over that span are implausible at the normal rates (p < ``ORACLE_P_VALUE``):
+    leads given spend, or clicks given spend with leads given clicks (Fisher's combination). The
+    normal leads come from the truth (spend − excess is what the leads cost at the normal price),
+    the normal clicks from the spike's mechanism and size. The counts are negative binomial: on
+    top of counting noise, rates move from day to day, by as much as they did on the same
+    campaigns' incident-free days of the ``ORACLE_HISTORY_DAYS`` before onset (a moment estimate
+    of the excess variance, ``_day_to_day``); days average that out over a span, so a long span
+    shows less than its count suggests only through the counts themselves. A spend runaway is found
+    when its spend is implausible against the same history's day-to-day spread of log spend. A
+    creep counts as found before doubling when its leads up to the day before ``doubles_on``
+    already are.
     """
-    from scipy.stats import chi2, poisson
+    from scipy.stats import chi2, norm
 
     found, early = {}, {}
     hit = affected_campaigns(truth)
+    quiet = _incident_free(truth, metrics)
+    z_needed = float(norm.isf(ORACLE_P_VALUE))
     for t, campaigns in zip(truth.itertuples(index=False), hit):
-        rows = (metrics["account_id"] == t.account_id) & metrics["date"].between(t.onset, t.end)
+        mine = metrics["account_id"] == t.account_id
         if campaigns:
-            rows &= metrics["campaign_id"].isin(campaigns)
-        span = metrics[rows].sort_values("date")
+            mine &= metrics["campaign_id"].isin(campaigns)
+        span = metrics[mine & metrics["date"].between(t.onset, t.end)].sort_values("date")
+        history = metrics[mine & quiet & metrics["date"].between(t.onset - pd.Timedelta(days=ORACLE_HISTORY_DAYS), t.onset - pd.Timedelta(days=1))]
         spend, leads, clicks = (float(span[c].sum()) for c in ("spend", "leads", "clicks"))
+        if t.cls == "spend_runaway":
+            found[t.incident_id] = _spend_implausible(span, history, z_needed)
+            continue
         normal_cost = spend - t.true_excess
         days = (t.end - t.onset).days + 1
         normal_leads = spend * leads / normal_cost if leads > 0 and normal_cost > 0 else t.base_leads_per_day * days
-        p = poisson.cdf(leads, normal_leads)
+        lead_var = _day_to_day(history, "leads")
+        p = _lower_tail(leads, normal_leads, lead_var, span["spend"])
         cost_per_click = {"cpc": t.magnitude, "both": t.magnitude**0.5}.get(t.mechanism, 1.0) if t.cls == "spike" else 1.0
         if cost_per_click > 1 and clicks > 0:
             normal_clicks = clicks * cost_per_click
-            p_clicks = poisson.cdf(clicks, normal_clicks)
-            p_conversion = poisson.cdf(leads, clicks * normal_leads / normal_clicks)
+            p_clicks = _lower_tail(clicks, normal_clicks, _day_to_day(history, "clicks"), span["spend"])
+            p_conversion = _lower_tail(leads, clicks * normal_leads / normal_clicks, lead_var, span["clicks"])
             statistic = -2 * (np.log(max(p_clicks, 1e-300)) + np.log(max(p_conversion, 1e-300)))
             p = min(p, chi2.sf(statistic, 4))
-        found[t.incident_id] = t.cls == "spend_runaway" or p < ORACLE_P_VALUE
+        found[t.incident_id] = p < ORACLE_P_VALUE
         if t.cls == "creep":
             before = span[span["date"] < t.doubles_on] if pd.notna(t.doubles_on) else span
             growth = (1 + t.magnitude) ** np.arange(len(before))
-            early[t.incident_id] = poisson.cdf(before["leads"].sum(), (before["leads"].to_numpy() * growth).sum()) < ORACLE_P_VALUE
+            due = before["leads"].to_numpy() * growth
+            early[t.incident_id] = _lower_tail(before["leads"].sum(), due.sum(), lead_var, pd.Series(due)) < ORACLE_P_VALUE
     return pd.Series(found, dtype=bool), pd.Series(early, dtype=bool)
+
+
+def _incident_free(truth: pd.DataFrame, metrics: pd.DataFrame) -> pd.Series:
+    """Rows of ``metrics`` outside every incident's span on the campaigns it hits."""
+    inside = pd.Series(False, index=metrics.index)
+    for t, campaigns in zip(truth.itertuples(index=False), affected_campaigns(truth)):
+        rows = (metrics["account_id"] == t.account_id) & metrics["date"].between(t.onset, t.end)
+        if campaigns:
+            rows &= metrics["campaign_id"].isin(campaigns)
+        inside |= rows
+    return ~inside
+
+
+def _day_to_day(history: pd.DataFrame, count: str) -> float:
+    """The excess variance ``v`` of a count given spend on normal days (variance ``e + v·e²`` for a
+    day expecting ``e``), each campaign at its own cost per count: the moment estimate
+    ``Σ((x − e)² − e) / Σe²``, 0 when the history shows none (or is empty)."""
+    if history.empty:
+        return 0.0
+    by = history.groupby("campaign_id")
+    cost = by["spend"].transform("sum") / by[count].transform("sum")
+    expected = (history["spend"] / cost).where(np.isfinite(cost), np.nan)
+    ok = expected.notna()
+    x, e = history.loc[ok, count], expected[ok]
+    denominator = float((e**2).sum())
+    return max(float(((x - e) ** 2 - e).sum()) / denominator, 0.0) if denominator > 0 else 0.0
+
+
+def _lower_tail(observed: float, mean: float, variance: float, weights: pd.Series) -> float:
+    """P(so few) for a span's total count with ``mean``: its days' expectations in proportion to
+    ``weights``, each varying by ``variance`` (``_day_to_day``), independently from day to day."""
+    from anomaly.detect.stats import lower_tail
+
+    w = weights.to_numpy(dtype=float)
+    share = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / max(len(w), 1))
+    phi = variance * float((share**2).sum())  # Var = mean + variance · Σ e_d² = mean + phi · mean²
+    return float(lower_tail(np.array([observed]), np.array([mean]), np.array([max(phi, 1e-12)]))[0])
+
+
+def _spend_implausible(span: pd.DataFrame, history: pd.DataFrame, z_needed: float) -> bool:
+    """The span's daily spend (its campaigns together) far above the history's: the mean log spend
+    of its days more than ``z_needed`` standard errors above the history's (found when there is
+    too little history to tell)."""
+    before = history.groupby("date")["spend"].sum()
+    before = before[before > 0]
+    if len(before) < 7:
+        return True
+    during = span.groupby("date")["spend"].sum()
+    during = np.log(during[during > 0].to_numpy())
+    if not len(during):
+        return False
+    logs = np.log(before.to_numpy())
+    spread = float(logs.std(ddof=1))
+    if spread == 0:
+        return bool(during.mean() > logs.mean())
+    return bool((during.mean() - logs.mean()) / (spread / np.sqrt(len(during))) > z_needed)
 
 
 def oracle_row(truth: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, float]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -150,3 +152,38 @@ def test_the_oracle_finds_what_the_data_can_show_and_nothing_else():
     assert (row["recall_spike_10x"], row["recall_spike_1.5x"], row["recall_spike_5x"]) == (1.0, 0.0, 1.0)
     without_clicks = oracle_row(truth.assign(mechanism=""), metrics)
     assert without_clicks["recall_spike_5x"] == 0.0  # the leads alone do not show it
+
+
+def _history_then(span: dict[str, list[float]], before: dict[str, list[float]], campaign: str = "n1") -> pd.DataFrame:
+    """Rows of one campaign: the ``before`` days (cycled over 28 days) up to 2026-02-28, then ``span`` from 2026-03-01."""
+    days_before = pd.date_range("2026-02-01", "2026-02-28", freq="D")
+    history = pd.DataFrame({name: np.resize(values, len(days_before)) for name, values in before.items()})
+    history["date"] = days_before
+    during = pd.DataFrame(span)
+    during["date"] = pd.date_range("2026-03-01", periods=len(during), freq="D")
+    return pd.concat([history, during], ignore_index=True).assign(account_id="N", campaign_id=campaign)
+
+
+def test_the_oracle_allows_for_the_day_to_day_variation_the_campaigns_own_history_shows():
+    from benchmarks.score import oracle_found
+
+    # 40 leads a day due, 26 a day for three days (0.65×): implausible as Poisson counts ...
+    span = {"spend": [1000.0] * 3, "leads": [26.0] * 3, "clicks": [500.0] * 3}
+    truth = truth_frame({"incident_id": 1, "cls": "spike", "magnitude": 1.5, "account_id": "N", "campaign_id": "n1", "onset": "2026-03-01",
+                         "end": "2026-03-03", "true_excess": 1000.0, "base_leads_per_day": 40.0})
+    steady = _history_then(span, {"spend": [1000.0], "leads": [39.0, 41.0], "clicks": [500.0]})
+    assert oracle_found(truth, steady)[0].loc[1]
+    # ... but not for a campaign whose leads for the same spend swing from 20 to 60 from day to day
+    swinging = _history_then(span, {"spend": [1000.0], "leads": [20.0, 60.0, 25.0, 55.0], "clicks": [500.0]})
+    assert not oracle_found(truth, swinging)[0].loc[1]
+
+
+@pytest.mark.parametrize(("history_spend", "visible"), [([950.0, 1050.0], True), ([300.0, 2500.0, 600.0, 1800.0], False)])
+def test_a_spend_runaway_is_visible_when_its_spend_stands_out_from_the_campaigns_own(history_spend, visible):
+    from benchmarks.score import oracle_found
+
+    span = {"spend": [3000.0] * 2, "leads": [60.0] * 2, "clicks": [1500.0] * 2}
+    metrics = _history_then(span, {"spend": history_spend, "leads": [20.0], "clicks": [500.0]})
+    truth = truth_frame({"incident_id": 1, "cls": "spend_runaway", "magnitude": 3.0, "account_id": "N", "campaign_id": "n1",
+                         "onset": "2026-03-01", "end": "2026-03-02"})
+    assert oracle_found(truth, metrics)[0].loc[1] == visible
