@@ -148,6 +148,22 @@ def test_an_unrecorded_budget_step_with_steady_unit_costs_becomes_the_new_level(
         assert episode["resolved_on"] <= _day(settle - 1 + CAMPAIGNS_ONLY.incidents.resolve_after_days)
 
 
+def test_a_budget_typed_ten_times_too_high_keeps_its_runaway_open_and_is_not_the_new_level():
+    # the budget × 10 in the change history, spend 4× for six days at the usual cost per click and
+    # per lead, then back: one spend incident over all six days, never accepted as the usual
+    step = {key: values[: STEP_DAY + 6] for key, values in _budget_step(4.0, 1.0).items()}
+    runaway = _append(step, _campaign(7, clicks=500, cpc=2.0, cvr=0.05, seed=909))
+    typo = ((STEP_DAY, "c1", "CAMPAIGN_BUDGET", "campaign_budget.amount: 100.00 -> 1000.00"),)
+    detection = _run(daily_frame({"c1": runaway}), changes=_changes(*typo))
+    episodes = detection.episodes[detection.episodes["family"] == "spend"]
+    assert len(episodes) == 1
+    episode = episodes.iloc[0]
+    assert (episode["onset"], episode["last_active"]) == (_day(STEP_DAY), _day(STEP_DAY + 5))
+    assert not detection.baseline.new_spend_level[:, 0].any()
+    assert pd.isna(episode["settled_spend"])
+    assert detection.baseline.spend_level[-1, 0] == pytest.approx(runaway["spend"][:STEP_DAY].mean(), rel=0.15)
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. A budget step that buys dearer clicks
 

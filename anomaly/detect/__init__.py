@@ -23,7 +23,7 @@ import pandas as pd
 
 from anomaly.config import DetectionConfig, RuleBase
 from anomaly.detect.baseline import Baseline, compute_baseline
-from anomaly.detect.changes import change_days
+from anomaly.detect.changes import change_days, recent_factor
 from anomaly.detect.completeness import lead_share
 from anomaly.detect.forest import causal_scores
 from anomaly.detect.panel import Panel, build_panel, recent, window_sum
@@ -90,10 +90,12 @@ def detect(
     party_from_day_before, since_from_day_before = _ownership(panel, ownership, default_party)
     party, since = party_from_day_before[1:], since_from_day_before[1:]
     days_since_change = _days_since_change(party_from_day_before)
-    baseline = compute_baseline(panel, params.baseline, params.variation, days_since_change)
+    change = change_days(panel, changes)
+    suspect = recent_factor(change, SUSPECT_WITHIN_DAYS) > SUSPECT_BUDGET_FACTOR
+    baseline = compute_baseline(panel, params.baseline, params.variation, days_since_change, suspect)
     score = causal_scores(panel, baseline, params.forest, pd.Timestamp(start) if start is not None else None)
     share = lead_share(panel, baseline.cpl, params.reporting_lag_days, completeness)
-    ctx = Context(panel, baseline, score, party, days_since_change, params.variation, change_days(panel, changes), share, params.baseline.volume_elasticity)
+    ctx = Context(panel, baseline, score, party, days_since_change, params.variation, change, share, params.baseline.volume_elasticity)
 
     windows: dict = {}
     enabled = [r for r in rules if r.enabled]
@@ -132,6 +134,10 @@ def detect(
     return Detection(panel, baseline, score, party, since, public, episodes, share)
 
 
+#: A budget multiplied more than this at once in the last ``SUSPECT_WITHIN_DAYS`` days may be a
+#: typo: the spend it lets through is not accepted as the campaign's new level while it is recent.
+SUSPECT_BUDGET_FACTOR = 3.0
+SUSPECT_WITHIN_DAYS = 7
 #: A family whose findings give way, on a campaign, to another family's: a spend jump that also
 #: wrecks the cost per lead is one incident (cost per lead), not two.
 YIELDS_TO = {"spend": "cost_per_lead"}
@@ -273,6 +279,11 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
                 active |= new
             busy = active & fired[d]
             bad_day = busy.copy()
+            if family == "spend":  # a runaway goes on, and its days count, while a day spends far above the usual level
+                with np.errstate(invalid="ignore"):
+                    elevated = active & (np.nan_to_num(panel.spend[d]) >= SPEND_ELEVATED_RATIO * baseline.spend_level[d] * baseline.spend_factor[d])
+                busy |= elevated
+                bad_day = elevated | new
             if cost_per_lead:
                 elevated = active & (baseline.hot[d] | _still_elevated(spend7[d], leads7[d], reference, baseline.lead_info[d], baseline.lead_phi[d], baseline.lead_persist[d], params))
                 with np.errstate(divide="ignore", invalid="ignore"):
@@ -348,6 +359,9 @@ def _still_elevated(spend7, leads7, reference, lead_info, lead_phi, lead_persist
 
 
 STILL_ELEVATED_P = 0.2
+#: A spend episode stays open while a day spends at least this × the usual for its weekday (the
+#: level keeps a runaway's days out, and moves only when a step is accepted as the new level).
+SPEND_ELEVATED_RATIO = 2.0
 
 
 HANDOFF_PRIOR = float(np.log(10.0))

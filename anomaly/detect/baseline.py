@@ -75,7 +75,10 @@ def compute_baseline(
     params: BaselineConfig,
     variation: VariationConfig | None = None,
     days_since_change: np.ndarray | None = None,
+    suspect_spend: np.ndarray | None = None,
 ) -> Baseline:
+    """``suspect_spend`` (days × columns): days whose spend a step in it must not be accepted on
+    as the new level, as if its money bought worse (a budget multiplied at a stroke, a typo?)."""
     variation = variation or VariationConfig()
     n_days, n_campaigns = panel.shape
     decay = 0.5 ** (1.0 / params.half_life_days)
@@ -179,7 +182,8 @@ def compute_baseline(
             excluded_run = np.where(exclude, excluded_run + 1, 0)
 
             out["spend_level"][d], out["spend_spread"][d] = level.level(), level.spread()
-            new_level[d] = level.update(np.where(observed, spend, np.nan), out["spend_factor"][d], exclude)
+            doubtful = exclude if suspect_spend is None else exclude | suspect_spend[d]
+            new_level[d] = level.update(np.where(observed, spend, np.nan), out["spend_factor"][d], doubtful)
 
             update = active & ~exclude & ~held[d]
             if variation.learn:
