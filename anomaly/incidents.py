@@ -77,6 +77,9 @@ class Incident:
     #: a spend incident that resolved because its step became the new level: the usual spend of an
     #: average day it settled at (its cost per click and per lead stayed at baseline)
     settled_spend: float | None = None
+    #: a cost-per-lead incident that resolved because the baseline took its level as the new usual
+    #: (it went on for ``max_excluded_days``): the baseline cost per lead it settled at
+    settled_cpl: float | None = None
 
     @property
     def status(self) -> str:
@@ -205,6 +208,7 @@ def build_incidents(
                 managing_party=str(parties[0]),
                 party_now=str(parties[-1]),
                 settled_spend=_finite(getattr(ep, "settled_spend", np.nan)),
+                settled_cpl=_finite(getattr(ep, "settled_cpl", np.nan)),
                 party_since=None if np.isnat(since) else pd.Timestamp(since).date(),
                 changes=tuple(
                     Change(

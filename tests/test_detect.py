@@ -424,3 +424,28 @@ def test_a_spend_step_at_the_usual_unit_costs_becomes_the_new_level_and_its_reso
     payload = {**incident.payload(), "incident_id": 1}
     assert "spend settled at a new level of about $3," in render_text("resolved", payload)
     assert "this is now its usual level" in build_thread_reply("resolved", payload).text
+
+
+def test_a_cost_per_lead_that_stays_doubled_for_weeks_ends_as_the_new_usual_and_its_resolve_says_so():
+    from anomaly.alerts.render import render_text
+    from anomaly.alerts.slack_message import build_thread_reply
+    from anomaly.incidents import build_incidents
+    from anomaly.schema import empty_changes
+
+    base = steady(60, 1000.0, 100.0, seed=4)
+    rng = np.random.default_rng(6)
+    tail = 1000.0 * rng.lognormal(0, 0.05, 70)  # from day 60 on, $200 a lead for ten weeks
+    metrics = daily_frame({"c1": {"spend": np.append(base["spend"], tail), "leads": np.append(base["leads"], rng.poisson(tail / 200).astype(float))}})
+    detection = _run(metrics)
+    episodes = detection.episodes[detection.episodes["family"] == "cost_per_lead"]
+    assert len(episodes) == 1
+    episode = episodes.iloc[0]
+    assert metrics["date"].iloc[60] <= episode["detected_on"] <= metrics["date"].iloc[70]  # 2× at ten leads a day: a week's rule sees it
+    # it ends once the baseline has taken the new level in (max_excluded_days), not ten weeks later
+    max_days = DetectionConfig().baseline.max_excluded_days
+    assert pd.notna(episode["resolved_on"]) and episode["resolved_on"] <= metrics["date"].iloc[60 + max_days + 21]
+    assert 150 < episode["settled_cpl"] < 230
+    (incident,) = build_incidents(detection, empty_changes(), {})
+    payload = {**incident.payload(), "incident_id": 1}
+    assert "cost per lead stayed at about $" in render_text("resolved", payload)
+    assert "the baseline now takes that as the usual" in build_thread_reply("resolved", payload).text

@@ -132,11 +132,18 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
 
 
 def settled_text(payload: dict, money) -> str:
-    """``; spend settled at a new level …`` for a spend incident whose step became the usual, else ""."""
+    """``; spend settled at a new level …`` for a spend incident whose step became the usual, ``; cost
+    per lead stayed at …`` for a cost-per-lead incident the baseline took as the new usual, else ""."""
     level = payload.get("settled_spend")
-    if not level:
-        return ""
-    return f"; spend settled at a new level of about {money(level, payload['currency'])} a day, with cost per click and cost per lead as before: this is now its usual level"
+    if level:
+        return f"; spend settled at a new level of about {money(level, payload['currency'])} a day, with cost per click and cost per lead as before: this is now its usual level"
+    cpl = payload.get("settled_cpl")
+    if cpl:
+        return (
+            f"; cost per lead stayed at about {money(cpl, payload['currency'])} for weeks, and the baseline now takes that as the usual:"
+            " if it is not acceptable, it needs fixing, not waiting"
+        )
+    return ""
 
 
 def next_step(payload: dict, name) -> str:

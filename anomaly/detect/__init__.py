@@ -49,6 +49,7 @@ EPISODE_COLUMNS = [
     "observed",
     "baseline",
     "settled_spend",
+    "settled_cpl",
 ]
 
 
@@ -267,7 +268,7 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
         quiet = np.zeros(n_campaigns, dtype=np.int64)
         detected = np.zeros(n_campaigns, dtype=np.int64)
         last = np.zeros(n_campaigns, dtype=np.int64)
-        reference = np.full(n_campaigns, np.nan)  # the cost per lead the episode was detected against
+        reference = np.full(n_campaigns, np.nan)  # the cost per lead the episode is judged against
         spans = []
         for d in range(n_days):
             # a window that still holds days of the previous episode re-reads it: that opens nothing
@@ -277,6 +278,11 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
                 detected[new] = d
                 reference[new] = baseline.cpl[d, new]
                 active |= new
+            if cost_per_lead:
+                # the baseline as it stands: held while the incident's days are left out of it, it
+                # moves only once they have gone on long enough to be its new level
+                # (``max_excluded_days``), and then the incident ends
+                reference = np.where(active & np.isfinite(baseline.cpl[d]), baseline.cpl[d], reference)
             busy = active & fired[d]
             bad_day = busy.copy()
             if family == "spend":  # a runaway goes on, and its days count, while a day spends far above the usual level
@@ -331,6 +337,7 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
                     "observed": float(opening["observed"]),
                     "baseline": float(opening["baseline"]),
                     "settled_spend": _settled_spend(baseline, c, det, resolved) if family == "spend" else np.nan,
+                    "settled_cpl": _settled_cpl(baseline, c, det, resolved, params) if cost_per_lead else np.nan,
                 }
             )
     episodes = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
@@ -347,6 +354,15 @@ def _settled_spend(baseline: Baseline, c: int, detected: int, resolved: int | No
         return np.nan
     after = min(detected + int(days[-1]) + 1, baseline.spend_level.shape[0] - 1)
     return float(baseline.spend_level[after, c])
+
+
+def _settled_cpl(baseline: Baseline, c: int, detected: int, resolved: int | None, params: DetectionConfig) -> float:
+    """The baseline cost per lead a cost-per-lead episode resolved at, where that is its new level
+    (``elevated_ratio`` × the one it was detected against, or more); NaN otherwise."""
+    if resolved is None:
+        return np.nan
+    before, after = baseline.cpl[detected, c], baseline.cpl[resolved, c]
+    return float(after) if np.isfinite(before) and np.isfinite(after) and after >= params.baseline.elevated_ratio * before else np.nan
 
 
 def _still_elevated(spend7, leads7, reference, lead_info, lead_phi, lead_persist, params: DetectionConfig) -> np.ndarray:
