@@ -164,6 +164,24 @@ def test_a_budget_typed_ten_times_too_high_keeps_its_runaway_open_and_is_not_the
     assert detection.baseline.spend_level[-1, 0] == pytest.approx(runaway["spend"][:STEP_DAY].mean(), rel=0.15)
 
 
+def test_money_moved_between_campaigns_is_not_a_typo_but_the_same_raise_alone_is():
+    from anomaly.detect.changes import change_days
+    from anomaly.detect.panel import build_panel
+
+    # a small campaign's budget × 6, paid for the same day by a big one's cut: a reallocation
+    series = {"big": _campaign(90, clicks=500, cpc=2.0, cvr=0.05, seed=11), "small": _campaign(90, clicks=50, cpc=2.0, cvr=0.05, seed=12)}
+    panel = build_panel(daily_frame(series), None, account_totals=False)
+    raise_small = (60, "small", "CAMPAIGN_BUDGET", "campaign_budget.amount: 100.00 -> 600.00")
+    cut_big = (60, "big", "CAMPAIGN_BUDGET", "campaign_budget.amount: 1,000.00 -> 500.00")
+    small = list(panel.campaigns["campaign_id"]).index("small")
+    moved = change_days(panel, _changes(raise_small, cut_big))
+    alone = change_days(panel, _changes(raise_small))
+    for days in (moved, alone):  # either way the change explains spend up to its new budget
+        assert days.budget_factor[60, small] == pytest.approx(6.0)
+    assert moved.stroke_factor[60, small] == 1.0  # moved, not typed
+    assert alone.stroke_factor[60, small] == pytest.approx(6.0)  # added at a stroke: suspect
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. A budget step that buys dearer clicks
 

@@ -92,7 +92,7 @@ def detect(
     party, since = party_from_day_before[1:], since_from_day_before[1:]
     days_since_change = _days_since_change(party_from_day_before)
     change = change_days(panel, changes)
-    suspect = recent_factor(change, SUSPECT_WITHIN_DAYS) > SUSPECT_BUDGET_FACTOR
+    suspect = recent_factor(change, SUSPECT_WITHIN_DAYS, strokes=True) > SUSPECT_BUDGET_FACTOR
     baseline = compute_baseline(panel, params.baseline, params.variation, days_since_change, suspect)
     score = causal_scores(panel, baseline, params.forest, pd.Timestamp(start) if start is not None else None)
     share = lead_share(panel, baseline.cpl, params.reporting_lag_days, completeness)

@@ -5,6 +5,10 @@ setting), which then counts for every campaign of the account and for the accoun
 budget change whose text gives the amounts (``amount: 150.00 -> 300.00``, as the Google Ads
 connector writes it and a change-history CSV may) also gives its size, new over old.
 
+A budget raised the same day as other campaigns of the account give up at least half as much is
+money *moved* between campaigns, not added: its size counts for what it explains, not as a stroke
+that might be a typo (``stroke_factor``).
+
 A campaign that starts spending, or spends again after ``RESUMED_AFTER_DAYS`` days without, has
 a *status* change that day whether or not the history records one: the data shows it launched or
 resumed, and it ramps up from there.
@@ -31,12 +35,14 @@ _AMOUNTS = re.compile(r"amount(?:_micros)?\s*:\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*-
 @dataclass(frozen=True)
 class ChangeDays:
     """Boolean (days × columns) arrays per kind, and ``budget_factor``: the product of the sizes of
-    the day's budget changes that state their amounts (1 where none does)."""
+    the day's budget changes that state their amounts (1 where none does); ``stroke_factor`` the
+    same without the raises that only move money from other campaigns of the account."""
 
     budget: np.ndarray
     bidding: np.ndarray
     status: np.ndarray
     budget_factor: np.ndarray
+    stroke_factor: np.ndarray
 
     def of(self, kinds) -> np.ndarray:
         out = np.zeros(self.budget.shape, dtype=bool)
@@ -46,7 +52,7 @@ class ChangeDays:
 
     @classmethod
     def none(cls, shape: tuple[int, int]) -> "ChangeDays":
-        return cls(np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, bool), np.ones(shape))
+        return cls(np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, bool), np.ones(shape), np.ones(shape))
 
 
 def kind_of(resource_type: str, operation: str, changed_fields: str) -> str | None:
@@ -61,12 +67,18 @@ def kind_of(resource_type: str, operation: str, changed_fields: str) -> str | No
     return None
 
 
-def budget_factor(changed_fields: str) -> float:
-    """New over old amount stated in a budget change's text; NaN when it states none."""
+def budget_amounts(changed_fields: str) -> tuple[float, float]:
+    """(old, new) amounts stated in a budget change's text; NaNs when it states none."""
     match = _AMOUNTS.search(changed_fields)
     if not match:
-        return float("nan")
+        return float("nan"), float("nan")
     old, new = (float(value.replace(",", "")) for value in match.groups())
+    return old, new
+
+
+def budget_factor(changed_fields: str) -> float:
+    """New over old amount stated in a budget change's text; NaN when it states none."""
+    old, new = budget_amounts(changed_fields)
     return new / old if old > 0 else float("nan")
 
 
@@ -83,7 +95,15 @@ def change_days(panel: Panel, changes: pd.DataFrame | None) -> ChangeDays:
     frame = frame[frame["kind"].notna() & (frame["day"] >= 0)]
     if frame.empty:
         return days
-    frame = frame.assign(factor=[budget_factor(f) if k == "budget" else np.nan for k, f in zip(frame["kind"], frame["changed_fields"])])
+    amounts = np.array([budget_amounts(f) if k == "budget" else (np.nan, np.nan) for k, f in zip(frame["kind"], frame["changed_fields"])]).reshape(-1, 2)
+    old, new = amounts[:, 0], amounts[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame = frame.assign(factor=np.where(old > 0, new / old, np.nan), delta=new - old)
+    # a raise that other campaigns of the account paid for the same day (cuts of at least half of it)
+    named = (frame["campaign_id"] != "") & np.isfinite(frame["delta"].to_numpy(dtype=float))
+    cuts = (-frame["delta"].clip(upper=0)).where(named, 0.0).groupby([frame["account_id"], frame["day"]]).transform("sum")
+    moved = named & (frame["delta"] > 0) & (cuts >= 0.5 * frame["delta"])
+    frame = frame.assign(stroke=frame["factor"].where(~moved, np.nan))
     columns = panel.campaigns[["account_id", "campaign_id"]].assign(column=np.arange(n_columns), total=panel.is_total)
     # a campaign's change: its column and its account's total; an account-level one: every column of the account
     own = frame[frame["campaign_id"] != ""].merge(columns[~columns["total"]], on=["account_id", "campaign_id"])
@@ -93,8 +113,9 @@ def change_days(panel: Panel, changes: pd.DataFrame | None) -> ChangeDays:
     for kind in KINDS:
         rows = hits[hits["kind"] == kind]
         getattr(days, kind)[rows["day"].to_numpy(), rows["column"].to_numpy()] = True
-    sized = hits[np.isfinite(hits["factor"].to_numpy(dtype=float))]
-    np.multiply.at(days.budget_factor, (sized["day"].to_numpy(), sized["column"].to_numpy()), sized["factor"].to_numpy(dtype=float))
+    for name, target in (("factor", days.budget_factor), ("stroke", days.stroke_factor)):
+        sized = hits[np.isfinite(hits[name].to_numpy(dtype=float))]
+        np.multiply.at(target, (sized["day"].to_numpy(), sized["column"].to_numpy()), sized[name].to_numpy(dtype=float))
     return days
 
 
@@ -112,9 +133,11 @@ def _started(panel: Panel) -> np.ndarray:
     return out
 
 
-def recent_factor(days: ChangeDays, within_days: int) -> np.ndarray:
-    """The largest stated budget size among the budget changes of the last ``within_days`` days (1: none)."""
-    out = days.budget_factor.copy()
+def recent_factor(days: ChangeDays, within_days: int, *, strokes: bool = False) -> np.ndarray:
+    """The largest stated budget size among the budget changes of the last ``within_days`` days (1:
+    none); with ``strokes``, leaving out the raises that only moved money between campaigns."""
+    sizes = days.stroke_factor if strokes else days.budget_factor
+    out = sizes.copy()
     for back in range(1, within_days):
-        out[back:] = np.maximum(out[back:], days.budget_factor[:-back])
+        out[back:] = np.maximum(out[back:], sizes[:-back])
     return out

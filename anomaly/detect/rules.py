@@ -285,7 +285,7 @@ def _spend_ratio(rule: SpendRatioRule, ctx: Context, w: _Window) -> RuleResult:
     if rule.explained_by is not None and ctx.changes is not None:
         within = rule.explained_by.within_days + rule.window_days - 1
         factor = recent_factor(ctx.changes, within)
-        suspect = factor > rule.explained_by.max_budget_factor  # a budget multiplied at a stroke: a typo?
+        suspect = recent_factor(ctx.changes, within, strokes=True) > rule.explained_by.max_budget_factor  # multiplied at a stroke: a typo?
         explained = recent(ctx.changes.of(rule.explained_by.kinds), within) & ~suspect
         expected = expected * np.where(explained, np.maximum(factor, 1.0), 1.0)  # up to the new budget
     with np.errstate(divide="ignore", invalid="ignore"):
