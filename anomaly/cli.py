@@ -10,7 +10,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -257,9 +259,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return 0
     if args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=INCIDENT_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({**r, "excess_by_party": json.dumps(r["excess_by_party"], sort_keys=True)} for r in records)
+        write_csv(sys.stdout, INCIDENT_FIELDS, ({**r, "excess_by_party": json.dumps(r["excess_by_party"], sort_keys=True)} for r in records))
         return 0
     _print_table(
         ["id", "status", "severity", "detected", "onset", "account", "campaign", "rule", "managed by", "excess"],
@@ -280,6 +280,27 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         ],
     )
     return 0
+
+
+#: what a spreadsheet reads as the start of a formula at the beginning of a cell (OWASP, CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as written and never runs: text that begins like a
+    formula gets a single quote in front (``'=HYPERLINK(…)``). Numbers stay numbers (-12.5)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def write_csv(stream: TextIO, fields: list[str], records: Iterable[dict]) -> None:
+    """``records`` as CSV with a header, safe to open in a spreadsheet: every text cell quoted (a
+    separator in a name cannot start a new cell, whichever separator the spreadsheet expects)
+    and neutralised by ``spreadsheet_safe``; numbers unquoted."""
+    writer = csv.DictWriter(stream, fieldnames=fields, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writeheader()
+    writer.writerows({key: spreadsheet_safe(value) for key, value in record.items()} for record in records)
 
 
 def _plain(record: dict) -> dict:
