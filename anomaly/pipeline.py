@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import pandas as pd
@@ -148,11 +149,14 @@ def run_cycle(
     today: dt.date | None = None,
     as_of: dt.date | None = None,
     pull_sources: bool = True,
+    delivery_lock: AbstractContextManager = nullcontext(),
 ) -> CycleReport:
     """One idempotent cycle. ``as_of`` (default: the last day with data) is the last day evaluated.
 
     A source that fails to pull does not stop the cycle: it runs on everything else, and then
     ``PullError`` names the failed sources, so that the caller still sees the failure.
+    ``delivery_lock`` is held while the cycle delivers the outbox: a caller that also delivers
+    elsewhere (the service's deliver job) passes the lock that keeps two deliveries apart.
     """
     today = today or dt.date.today()
     pulls, failures = pull(config, store, today) if pull_sources else ([], [])
@@ -168,7 +172,8 @@ def run_cycle(
         router = Router(config.alerts, [sink.name for sink in sinks])
         writes = reconcile(store.load_incidents(), derived, as_of, router, excess_steps=config.alerts.excess_steps)
         enqueued = store.save_incidents(writes)
-    report = deliver(store, sinks, config=config)
+    with delivery_lock:
+        report = deliver(store, sinks, config=config)
     if failures:
         raise PullError(failures)
     return CycleReport(

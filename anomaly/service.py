@@ -6,7 +6,8 @@ The scheduler (APScheduler 3) runs these jobs, each under an explicit id:
   look-back (which catches up every day missed while the service was down), then run a detection
   cycle on the stored data, which opens, updates and resolves incidents and delivers their
   notifications;
-- ``deliver`` every ``service.deliver_every_minutes``: send what is pending in the outbox (retries);
+- ``deliver`` every ``service.deliver_every_minutes``: send what is pending in the outbox (the
+  notifications of a cycle still running, and retries);
 - ``refit`` on ``service.refit``: a detection cycle on the stored data, which keeps incidents current
   (resolutions included) on days when no source is due;
 - ``heartbeat`` every 30 s: keep the service lock.
@@ -19,9 +20,14 @@ to start while the holder's heartbeat is fresh and takes over once it is stale. 
 its instance still holds the lock before it starts and before each send, so two instances never
 both send; an instance that finds it has lost the lock stops. Jobs are module-level functions of
 strings (the config path, the holder id) that load the config afresh, so they would survive a
-persistent job store and pick up edited rules. The work jobs run one at a time (detection and
-delivery must not overlap); the heartbeat has a thread of its own so that a long pull never
-starves it.
+persistent job store and pick up edited rules.
+
+The cycles (pulls and the refit) run one at a time on one thread; ``deliver`` and ``heartbeat``
+each have a thread of their own, so that a cycle that takes longer than its schedule (a large
+portfolio) neither lets the lock go stale nor holds back the alerts already in the outbox. One
+delivery runs at a time in the process: the deliver job and a cycle's own delivery take turns, so
+that no pending notification is sent twice. A job whose next time comes while it is still running
+(or waiting its turn) is not started again beside it: that run is skipped, and logged.
 """
 
 from __future__ import annotations
@@ -40,7 +46,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, EVENT_SCHEDULER_STARTED, JobExecutionEvent, SchedulerEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+    SchedulerEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.base import BaseScheduler
@@ -67,6 +82,10 @@ DELIVER = "deliver"
 REFIT = "refit"
 HEARTBEAT = "heartbeat"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+# One delivery of the outbox at a time in this process: the deliver job and a cycle's own delivery
+# run on different threads, and two deliveries at once could both send one pending notification.
+_delivering = threading.Lock()
 
 
 def pull_job_id(source: str) -> str:
@@ -155,7 +174,8 @@ def refit_job(config_path: str, holder: str) -> None:
 def deliver_job(config_path: str, holder: str) -> None:
     """Send what is pending in the outbox: notifications of the last cycle and retries."""
     with _job(config_path, holder) as job:
-        report = deliver(job.store, job.sinks(), config=job.config)
+        with _delivering:
+            report = deliver(job.store, job.sinks(), config=job.config)
         log.info("delivered: %d sent, %d failed, %d pending", report.sent, report.failed, report.pending)
 
 
@@ -166,7 +186,9 @@ def heartbeat_job(config_path: str, holder: str) -> None:
 
 
 def _detect_and_deliver(job: _JobContext) -> None:
-    report = run_cycle(job.config, job.rules, ownership_periods(job.config), job.store, job.sinks(), pull_sources=False)
+    report = run_cycle(
+        job.config, job.rules, ownership_periods(job.config), job.store, job.sinks(), pull_sources=False, delivery_lock=_delivering
+    )
     log.info(
         "cycle as of %s: %d open incident(s), %d new notification(s), %d sent, %d failed",
         report.as_of, report.open_incidents, report.enqueued, report.delivery.sent, report.delivery.failed,
@@ -240,6 +262,7 @@ class Service:
         self.store.migrate()
         self.lock: ServiceLock | None = None
         self.lost_lock = False
+        self._last_runs: dict[str, dt.datetime] = {}  # by job id: the run last handed to its thread
         self.slack_app = SlackAppRunner(self.config) if self.config.alerts.slack_app is not None else None
 
     @property
@@ -288,7 +311,7 @@ class Service:
         self.scheduler.configure(
             timezone=self.config.service.timezone,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": self.config.service.misfire_grace_seconds},
-            executors={"default": ThreadPoolExecutor(1), HEARTBEAT: ThreadPoolExecutor(1)},
+            executors={"default": ThreadPoolExecutor(1), DELIVER: ThreadPoolExecutor(1), HEARTBEAT: ThreadPoolExecutor(1)},
         )
         args = [self.config_path, self.holder]
         last = self.store.last_pulls()
@@ -297,10 +320,11 @@ class Service:
             job_id = pull_job_id(source.name)
             at_once = {"next_run_time": now} if _due_since(triggers[job_id], last.get(source.name), now) else {}
             self._add(pull_source_job, job_id, triggers[job_id], [self.config_path, source.name, self.holder], **at_once)
-        self._add(deliver_job, DELIVER, triggers[DELIVER], args)
+        self._add(deliver_job, DELIVER, triggers[DELIVER], args, executor=DELIVER)
         self._add(refit_job, REFIT, triggers[REFIT], args)
         self._add(heartbeat_job, HEARTBEAT, triggers[HEARTBEAT], args, executor=HEARTBEAT)
         self.scheduler.add_listener(self._on_job_trouble, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        self.scheduler.add_listener(self._on_job_submitted, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         self.scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
 
     def _add(self, func: Callable[..., None], job_id: str, trigger: BaseTrigger, args: list[str], **options) -> None:
@@ -329,6 +353,21 @@ class Service:
             self._report(event, text)
         if isinstance(event.exception, LockLostError):
             self._stop_after_losing_lock()
+
+    def _on_job_submitted(self, event: JobSubmissionEvent) -> None:
+        """Remember each run handed to its thread; log a run skipped because the job's previous run
+        has not finished (a cycle that takes longer than its schedule). Nothing is lost: the run
+        still going does the work, and a pull's next run starts from the source's cursor."""
+        when = event.scheduled_run_times[-1]
+        if event.code == EVENT_JOB_SUBMITTED:
+            self._last_runs[event.job_id] = when
+            return
+        zone = ZoneInfo(self.config.service.timezone)
+        busy = self._last_runs.get(event.job_id)
+        log.warning(
+            "job %s: the run at %s is skipped: its run at %s has not finished (a job never runs twice at once)",
+            event.job_id, _when(when, zone), _when(busy, zone),
+        )
 
     def _report(self, event: JobExecutionEvent, text: str) -> None:
         payload = {
@@ -375,8 +414,9 @@ def operations_sink(config: Config, file: str) -> Sink | None:
 
 def serve(config_path: str | Path) -> int:
     """Run the service until SIGTERM or SIGINT: 0 after a clean stop, 1 when it lost the lock."""
-    for alias in ("default", HEARTBEAT):  # the service's listener reports failed and missed runs itself
+    for alias in ("default", DELIVER, HEARTBEAT):  # the service's listeners report failed, missed and skipped runs themselves
         logging.getLogger(f"apscheduler.executors.{alias}").addFilter(lambda record: record.levelno < logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").addFilter(lambda record: not str(record.msg).startswith('Execution of job "%s" skipped'))
     service = Service(config_path)
     # A handler that acted in the main thread could cut into the scheduler's own bookkeeping, so
     # the handlers do nothing and the signal's number reaches a thread of its own through a pipe,
