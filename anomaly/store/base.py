@@ -13,6 +13,13 @@ from anomaly.store.engine import _MISREAD_PASSWORD, StoreError, _password_misrea
 from anomaly.store.migrations import migrate
 
 
+#: A PostgreSQL advisory lock of this store: its kind (``:kind``), and the schema the store's
+#: tables live in (a database may hold several stores, one per schema).
+ADVISORY_KEY = "CAST(:kind AS integer), hashtext(coalesce(current_schema(), ''))"
+#: The kind of the advisory lock that serialises schema creation and migration: ASCII "anom".
+SCHEMA_LOCK_KEY = 0x616E6F6D
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -41,14 +48,27 @@ class StoreBase:
         """Create the tables, or check that an existing store has a schema this code understands.
 
         Migrations are explicit: each version step is listed in ``anomaly.store.migrations`` and runs once.
+        Processes that start together take turns: each creates or migrates under the store's schema
+        lock, so the second finds the work done.
         """
         try:
             with self.engine.begin() as conn:
+                self._lock_schema(conn)
                 migrate(conn, self.describe())
         except sa.exc.OperationalError as exc:
             # with a misread password, the driver's message names a piece of it as the host
             reason = _MISREAD_PASSWORD if _password_misread(self.url) else exc.orig
             raise StoreError(f"cannot open the store at {self.describe()}: {reason}") from None
+
+    def _lock_schema(self, conn: sa.Connection) -> None:
+        """Hold the schema lock for the rest of ``conn``'s transaction: on PostgreSQL an advisory lock
+        of the schema the store's tables live in, on SQLite the write lock (``BEGIN IMMEDIATE``; the
+        driver would begin a transaction only at the first insert, and run DDL outside one). A
+        second process waits here, and then sees the tables the first one created."""
+        if self.dialect == "postgresql":
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({ADVISORY_KEY})"), {"kind": SCHEMA_LOCK_KEY})
+        elif self.dialect == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     def _upsert(self, table: sa.Table, key: Sequence[str], *, update: bool):
         insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(self.dialect)
