@@ -32,6 +32,7 @@ import pandas as pd
 
 from anomaly import store
 from anomaly.errors import DataError, Problem
+from anomaly.files import MAX_CSV_BYTES, FileReadError, read_limited
 from anomaly.schema import (
     DAILY,
     empty_changes,
@@ -270,15 +271,9 @@ def _to_float(cells: np.ndarray) -> np.ndarray:
 
 def _read_text(path: Path, report: _Report) -> str | None:
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        report.add("", "file not found")
-        return None
-    except IsADirectoryError:
-        report.add("", "is a directory, expected a CSV file")
-        return None
-    except OSError as e:
-        report.add("", f"cannot read the file ({e.strerror or e})")
+        data = read_limited(path, expected="a CSV file", limit=MAX_CSV_BYTES)
+    except FileReadError as e:
+        report.add("", e.reason)
         return None
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:

@@ -52,8 +52,9 @@ from google.auth.exceptions import GoogleAuthError
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtobufMessage
 
-from anomaly.config import GoogleAdsSourceConfig, LeadDefinition
+from anomaly.config import MAX_YAML_BYTES, GoogleAdsSourceConfig, LeadDefinition
 from anomaly.errors import SourceError
+from anomaly.files import FileReadError, read_limited
 from anomaly.ownership import AUTOMATED_CLIENT_TYPES, UNATTRIBUTED, party_of_email
 from anomaly.schema import (
     DAILY,
@@ -125,9 +126,12 @@ def load_client(source: GoogleAdsSourceConfig) -> GoogleAdsClient:
     where = f"the credentials file {path}" if path else "the GOOGLE_ADS_* environment variables"
     try:
         if path:
-            client = GoogleAdsClient.load_from_storage(path, version=API_VERSION)
+            document = read_limited(path, expected="a google-ads.yaml file", limit=MAX_YAML_BYTES)
+            client = GoogleAdsClient.load_from_string(document, version=API_VERSION)
         else:
             client = GoogleAdsClient.load_from_env(version=API_VERSION)
+    except FileReadError as e:
+        raise SourceError(source.name, f"cannot read the credentials file {path}: {e.reason}") from None
     except OSError as e:
         reason = e.strerror or e
         raise SourceError(source.name, f"cannot read the credentials file {e.filename or path}: {reason}") from None

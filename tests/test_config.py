@@ -1034,7 +1034,7 @@ YAML_ERRORS = [
     ),
     pytest.param("store: {}\n".encode("utf-16"), ["config.yaml: not valid UTF-8 (the file is UTF-16); save the file as UTF-8"], id="utf16"),
     pytest.param(
-        "# " + "x" * 1_000_000 + "\n", ["config.yaml: expected a YAML file of at most 1,000,000 bytes, got 1,000,003 bytes"], id="too-large"
+        "# " + "x" * 1_000_000 + "\n", ["config.yaml: is 1.0 MB (1,000,003 bytes), over the 1 MB limit for a YAML file"], id="too-large"
     ),
     pytest.param("1: 2\n", ["config.yaml: keys should be text, got the key 1"], id="number-as-setting-name"),
     pytest.param("detection: {~: 1}\n", ["config.yaml: detection: keys should be text, got the key None"], id="null-as-setting-name"),
@@ -1096,7 +1096,7 @@ def test_config_error(tmp_path: Path, config: str | bytes, lines: list[str]) -> 
 def test_a_folder_named_like_a_rules_file_is_reported(tmp_path: Path) -> None:
     path = write_case(tmp_path, "", ONE_RULE)
     (tmp_path / "rules" / "old.yaml").mkdir()
-    assert str(load_error(path, environ={})) == expected(tmp_path, ["rules/old.yaml: is a directory, expected a YAML file"])
+    assert str(load_error(path, environ={})) == expected(tmp_path, ["rules/old.yaml: is a directory, not a regular file; expected a YAML file"])
 
 
 def test_a_utf8_byte_order_mark_is_fine(tmp_path: Path) -> None:

@@ -857,7 +857,7 @@ def test_the_connector_reports_credentials_errors_when_it_fetches(tmp_path: Path
     missing = tmp_path / "nowhere.yaml"
     connector = GoogleAdsConnector(source(credentials=str(missing)), DOMAINS)
     with pytest.raises(SourceError, match=f"cannot read the credentials file {re.escape(str(missing))}: "
-                                          "No such file or directory"):
+                                          "file not found"):
         connector.fetch(dt.date(2026, 7, 6), dt.date(2026, 7, 12))
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from anomaly.config.base import _key, _short
 from anomaly.errors import ConfigError, Problem
+from anomaly.files import FileReadError, read_limited
 
 
 #: Bounds on what one YAML file may cost. A real config or rules file is a few kilobytes, a few
@@ -120,18 +121,9 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 def read_yaml(path: Path) -> Any:
     """Parse one YAML file safely. Raise ConfigError naming the line and column of a syntax error."""
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_YAML_BYTES + 1)  # no further: the file may be huge, or endless
-            size = os.fstat(file.fileno()).st_size
-    except FileNotFoundError:
-        raise ConfigError([Problem(str(path), "", "file not found")]) from None
-    except IsADirectoryError:
-        raise ConfigError([Problem(str(path), "", "is a directory, expected a YAML file")]) from None
-    except OSError as exc:
-        raise ConfigError([Problem(str(path), "", f"cannot read the file ({exc.strerror or exc})")]) from None
-    if len(data) > MAX_YAML_BYTES:
-        given = f"{size:,} bytes" if size > MAX_YAML_BYTES else "more"  # a device or a pipe has no size
-        raise ConfigError([Problem(str(path), "", f"expected a YAML file of at most {MAX_YAML_BYTES:,} bytes, got {given}")])
+        data = read_limited(path, expected="a YAML file", limit=MAX_YAML_BYTES)
+    except FileReadError as exc:
+        raise ConfigError(exc.problems) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
