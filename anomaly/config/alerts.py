@@ -6,11 +6,60 @@ import datetime as dt
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from anomaly.config.base import FilePath, Slug, StrictModel
 from anomaly.config.rules import Severity
+
+
+def _secret(what: str) -> AfterValidator:
+    """A check that a secret setting holds something: ``${VAR}`` of a variable set to "" gives an
+    empty value, which Slack would only refuse at the first alert."""
+
+    def check(value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError(f"expected {what}, got an empty value")
+        return value
+
+    return AfterValidator(check)
+
+
+BotToken = Annotated[SecretStr, _secret("the Slack app's bot token (xoxb-…)")]
+
+#: the hosts of Slack's incoming webhooks (commercial Slack, GovSlack)
+WEBHOOK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
+#: hosts on this machine, where a webhook may also be served over http (a local relay, a test's server)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+WEBHOOK_URL_FORM = "the URL Slack gave for the incoming webhook, https://hooks.slack.com/services/…"
+
+
+def _webhook_url(url: SecretStr) -> SecretStr:
+    """An https URL on Slack's webhook host, or an http(s) URL on this machine. The message says
+    what is wrong with the URL but never quotes it: the URL is the webhook's secret."""
+    raw = url.get_secret_value()
+    parts = urlsplit(raw)
+    try:
+        host = parts.hostname
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        host = None
+    if any(ch.isspace() or not ch.isprintable() for ch in raw):
+        problem = "one with a space, a line break or another unprintable character in it"
+    elif parts.scheme not in ("https", "http") or not parts.netloc:
+        problem = "a value that does not start with https://"
+    elif host is None:
+        problem = "a URL whose host or port cannot be read"
+    elif host in LOOPBACK_HOSTS:
+        return url
+    elif parts.scheme != "https":
+        problem = "an http:// URL, which would send alerts unencrypted"
+    elif host not in WEBHOOK_HOSTS:
+        problem = f"a URL on another host than {' or '.join(WEBHOOK_HOSTS)}"
+    else:
+        return url
+    raise ValueError(f"expected {WEBHOOK_URL_FORM}, got {problem} (not shown: it is a secret)")
 
 
 class ConsoleSinkConfig(StrictModel):
@@ -37,7 +86,7 @@ class SlackSinkConfig(StrictModel):
 
     type: Literal["slack"]
     channel: str = Field(min_length=2, max_length=80)
-    token: SecretStr
+    token: BotToken
     base_url: str | None = None  # another Slack API endpoint (a proxy, an Enterprise Grid gateway)
     timeout_seconds: float = Field(30.0, gt=0, le=300)
     max_retries: int = Field(3, ge=0, le=10)
@@ -50,10 +99,12 @@ class SlackSinkConfig(StrictModel):
 class SlackWebhookSinkConfig(StrictModel):
     """Alerts to the one channel of a Slack incoming webhook: plain messages only (no threads, no
     updates in place, no check for a message already posted). ``url`` is a secret, e.g.
-    ``url: ${SLACK_WEBHOOK_URL}``; ``label`` names the sink (``slack-webhook:<label>``)."""
+    ``url: ${SLACK_WEBHOOK_URL}``: https on hooks.slack.com (or hooks.slack-gov.com), or http(s)
+    on this machine (127.0.0.1, localhost, [::1]); ``label`` names the sink
+    (``slack-webhook:<label>``)."""
 
     type: Literal["slack_webhook"]
-    url: SecretStr
+    url: Annotated[SecretStr, _secret(WEBHOOK_URL_FORM), AfterValidator(_webhook_url)]
     label: Slug = "default"
     timeout_seconds: float = Field(30.0, gt=0, le=300)
     max_retries: int = Field(3, ge=0, le=10)
@@ -162,9 +213,9 @@ class SlackAppConfig(StrictModel):
     otherwise Slack posts to ``http://<host>:<port><path>``, every request checked against
     ``signing_secret``."""
 
-    bot_token: SecretStr
-    app_token: SecretStr | None = None
-    signing_secret: SecretStr | None = None
+    bot_token: BotToken
+    app_token: Annotated[SecretStr, _secret("the app-level token (xapp-…)")] | None = None
+    signing_secret: Annotated[SecretStr, _secret("the app's signing secret")] | None = None
     host: str = "0.0.0.0"
     port: int = Field(3000, ge=0, le=65535)
     path: str = Field("/slack/events", pattern=r"^/[A-Za-z0-9/_.-]*$")

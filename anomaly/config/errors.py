@@ -10,18 +10,21 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ValidationError
 
-from anomaly.config.alerts import ConsoleSinkConfig, JsonlSinkConfig, Sink
+from anomaly.config.alerts import ConsoleSinkConfig, JsonlSinkConfig, Sink, SlackSinkConfig, SlackWebhookSinkConfig
 from anomaly.config.base import _key, _short
 from anomaly.config.rules import RULE_TYPES, Rule
-from anomaly.config.sources import CsvSourceConfig, Source
+from anomaly.config.sources import CsvSourceConfig, GoogleAdsSourceConfig, Source
 from anomaly.errors import Problem
 
 
 _TAGGED: dict[str, type[BaseModel]] = {
     **RULE_TYPES,
     "csv": CsvSourceConfig,
+    "google_ads": GoogleAdsSourceConfig,
     "console": ConsoleSinkConfig,
     "jsonl": JsonlSinkConfig,
+    "slack": SlackSinkConfig,
+    "slack_webhook": SlackWebhookSinkConfig,
 }
 _TAGS = set(_TAGGED)
 
