@@ -156,6 +156,8 @@ def build_incidents(
         return []
     last_day = len(panel.dates) - 1
     changes = changes.assign(_day=changes["changed_at"].dt.normalize())
+    by_account = {account: group for account, group in changes.groupby("account_id", sort=False)}  # each episode reads its account's only
+    no_changes = changes.iloc[:0]
     incidents = []
     for ep in detection.episodes.itertuples(index=False):
         c = ep.column
@@ -172,13 +174,9 @@ def build_incidents(
             by_party[party] = by_party.get(party, 0.0) + float(amount)
         since = detection.party_since[on, c]
         window_start = ep.onset - pd.Timedelta(days=changes_before_onset_days)
-        same_campaign = (changes["campaign_id"] == ep.campaign_id) | (changes["campaign_id"] == "") | (ep.campaign_id == ACCOUNT_TOTAL)
-        nearby = changes[
-            (changes["account_id"] == ep.account_id)
-            & same_campaign
-            & (changes["_day"] >= window_start)
-            & (changes["_day"] <= ep.detected_on)
-        ]
+        account_changes = by_account.get(ep.account_id, no_changes)
+        same_campaign = (account_changes["campaign_id"] == ep.campaign_id) | (account_changes["campaign_id"] == "") | (ep.campaign_id == ACCOUNT_TOTAL)
+        nearby = account_changes[same_campaign & (account_changes["_day"] >= window_start) & (account_changes["_day"] <= ep.detected_on)]
         info = panel.campaigns.iloc[c]
         incidents.append(
             Incident(

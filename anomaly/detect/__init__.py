@@ -254,7 +254,10 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
         return pd.DataFrame(columns=EPISODE_COLUMNS)
     n_days, n_campaigns = panel.shape
     resolve_after = params.incidents.resolve_after_days
-    spend7, leads7 = window_sum(np.nan_to_num(panel.spend), 7), window_sum(np.nan_to_num(panel.leads), 7)
+    spend, leads = np.nan_to_num(panel.spend), np.nan_to_num(panel.leads)
+    spend7, leads7 = window_sum(spend, 7), window_sum(leads, 7)
+    with np.errstate(invalid="ignore"):
+        spend_elevated = spend >= SPEND_ELEVATED_RATIO * baseline.spend_level * baseline.spend_factor
     rows = []
     for family in sorted(findings["family"].unique()):
         rules = [(rule, result) for rule, result in per_rule if rule.rule_family == family]
@@ -286,14 +289,13 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
             busy = active & fired[d]
             bad_day = busy.copy()
             if family == "spend":  # a runaway goes on, and its days count, while a day spends far above the usual level
-                with np.errstate(invalid="ignore"):
-                    elevated = active & (np.nan_to_num(panel.spend[d]) >= SPEND_ELEVATED_RATIO * baseline.spend_level[d] * baseline.spend_factor[d])
+                elevated = active & spend_elevated[d]
                 busy |= elevated
                 bad_day = elevated | new
             if cost_per_lead:
                 elevated = active & (baseline.hot[d] | _still_elevated(spend7[d], leads7[d], reference, baseline.lead_info[d], baseline.lead_phi[d], baseline.lead_persist[d], params))
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    worse = (np.nan_to_num(panel.leads[d]) + 0.5) * params.baseline.elevated_ratio <= np.nan_to_num(panel.spend[d] / reference) + 0.5
+                    worse = (leads[d] + 0.5) * params.baseline.elevated_ratio <= np.nan_to_num(spend[d] / reference) + 0.5
                 busy |= elevated
                 bad_day |= elevated & worse
             quiet[busy] = 0
