@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +21,7 @@ from anomaly.alerts.render import money, render_text
 from anomaly.config import Config, default_config_path, load_config, load_rules, undefined_references
 from anomaly.errors import AnomalyError, ConfigError, InputError, Problem
 from anomaly.ownership import ownership_periods, with_inferred
+from anomaly.redaction import redact, redact_logs, redacted_traceback
 from anomaly.silences import MATCHED_FIELDS, Silence, active_silences, describe_matchers, from_config, in_force, parse_until
 from anomaly.store import Store, utcnow
 
@@ -563,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    redact_logs()
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -570,7 +573,16 @@ def main(argv: list[str] | None = None) -> int:
         print("The configuration is invalid; `anomaly check` lists every problem.", file=sys.stderr)
         return 1
     except AnomalyError as exc:
-        print(exc, file=sys.stderr)
+        print(redact(str(exc)), file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # an error no one foresaw may quote a configured secret (a library's message quoting the
+        # URL it was given): then its traceback is printed with the secret replaced, as Python
+        # would print it otherwise
+        text = redacted_traceback(exc)
+        if text == "".join(traceback.format_exception(exc)):
+            raise
+        print(text, end="", file=sys.stderr)
         return 1
 
 

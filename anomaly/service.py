@@ -72,6 +72,7 @@ from anomaly.config import Config, RuleBase, ScheduleConfig, load_config, resolv
 from anomaly.errors import AnomalyError, InputError, Problem
 from anomaly.ownership import ownership_periods
 from anomaly.pipeline import pull_source, run_cycle
+from anomaly.redaction import redact
 from anomaly.store import PullRecord, ServiceLock, Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -346,9 +347,9 @@ class Service:
         if event.code == EVENT_JOB_MISSED:
             text = f"job {event.job_id} missed its run at {when} (more than {self.config.service.misfire_grace_seconds} s late)"
         else:
-            text = f"job {event.job_id} (run at {when}) failed: {event.exception}"
+            text = redact(f"job {event.job_id} (run at {when}) failed: {event.exception}")
         expected = event.exception is None or isinstance(event.exception, AnomalyError)
-        log.error("%s%s", text, "" if expected else f"\n{event.traceback}")
+        log.error("%s%s", text, "" if expected else f"\n{redact(str(event.traceback))}")
         if self.operations is not None:
             self._report(event, text)
         if isinstance(event.exception, LockLostError):
@@ -373,7 +374,7 @@ class Service:
         payload = {
             "job": event.job_id,
             "scheduled_run_time": event.scheduled_run_time.isoformat(),
-            "error": None if event.exception is None else str(event.exception),
+            "error": None if event.exception is None else redact(str(event.exception)),
             "holder": self.holder,
             "text": f"anomaly serve: {text}",
         }
@@ -384,7 +385,7 @@ class Service:
             else:
                 self.operations.send(kind, payload)
         except (DeliveryError, OSError) as exc:
-            log.error("could not report to the operations sink %s: %s", self.operations.name, exc)
+            log.error("could not report to the operations sink %s: %s", self.operations.name, redact(str(exc)))
 
     def _stop_after_losing_lock(self) -> None:
         self.lost_lock = True

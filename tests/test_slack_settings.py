@@ -1,18 +1,33 @@
 """The secret settings of the Slack sinks and the Slack app: `anomaly check` refuses a webhook URL
 that is not Slack's (or this machine's) and an empty token, signing secret or URL, naming the
-setting and never its value."""
+setting and never its value; and a secret that reaches an error anyway (a library quoting what it
+was given) is replaced by its ``${VAR}`` in every output: the console, the logs, the operations
+sink and the errors stored with a notification."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 from pathlib import Path
 
 import pytest
 import yaml
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from pydantic import SecretStr
 
+import anomaly.pipeline
 from anomaly import sample
+from anomaly.alerts import DeliveryError
+from anomaly.alerts.slack import SlackWebhookSink
 from anomaly.cli import main
-from anomaly.config import load_config
+from anomaly.config import SlackWebhookSinkConfig, load_config
 from anomaly.errors import ConfigError
+from anomaly.ownership import ownership_periods
+from anomaly.pipeline import run_cycle
+from anomaly.service import Service
+from anomaly.store import Store
 from tests.helpers import copy_default_project
 
 MARK = "LEAKME"
@@ -131,3 +146,92 @@ def test_a_token_written_empty_in_the_file_is_refused(tmp_path: Path, capsys: py
     assert cli(capsys, path, "check") == (
         1, "", f"{path}: alerts.sinks[1].token: expected the Slack app's bot token (xoxb-…), got an empty value\n1 problem found.\n"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# A secret in an error all the same
+
+
+def test_a_webhook_url_that_urllib_refuses_fails_the_send_without_quoting_it() -> None:
+    settings = SlackWebhookSinkConfig.model_construct(  # as no config can make it now: unchecked
+        type="slack_webhook", url=SecretStr(NO_SCHEME), label="media", timeout_seconds=5.0, max_retries=0
+    )
+    with pytest.raises(DeliveryError) as raised:
+        SlackWebhookSink(settings).send("job_failed", {"text": "a job failed"})
+    assert str(raised.value) == (
+        "Slack webhook slack-webhook:media: its URL is not one a request can go to: "
+        "set SLACK_WEBHOOK_URL to the URL Slack gave (https://hooks.slack.com/services/…)"
+    )
+    assert not raised.value.retryable and raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_an_unforeseen_error_quoting_a_secret_is_printed_and_logged_with_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", WEBHOOK)
+    path = project(tmp_path, [{"type": "slack_webhook", "url": "${SLACK_WEBHOOK_URL}", "label": "media"}])
+
+    def cycle_that_fails(*args: object, **kwargs: object) -> None:
+        logging.getLogger("urllib3.connectionpool").warning("Retrying POST %s", WEBHOOK)
+        try:
+            raise OSError(f"connection reset by {WEBHOOK}")
+        except OSError as exc:
+            raise ValueError(f"unknown url type: {WEBHOOK!r}") from exc
+
+    monkeypatch.setattr(anomaly.pipeline, "run_cycle", cycle_that_fails)
+    code, out, err = cli(capsys, path, "run")
+
+    assert code == 1 and out == ""
+    assert err.startswith("Traceback (most recent call last):\n") and err.endswith("ValueError: unknown url type: '${SLACK_WEBHOOK_URL}'\n")
+    assert "OSError: connection reset by ${SLACK_WEBHOOK_URL}\n" in err
+    assert [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"] == ["Retrying POST ${SLACK_WEBHOOK_URL}"]
+    assert MARK not in err + caplog.text
+
+
+class QuotingSink:
+    """A sink whose errors quote the URL it posts to, as a careless one would."""
+
+    name = "slack-webhook:media"
+
+    def send(self, event: str, payload: dict, delivery: object = None) -> None:
+        raise DeliveryError(f"POST {WEBHOOK} failed", retryable=True)
+
+
+def test_the_error_stored_with_a_notification_names_the_secret_by_its_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", WEBHOOK)
+    path = project(tmp_path, [{"type": "slack_webhook", "url": "${SLACK_WEBHOOK_URL}", "label": "media"}])
+    config, rules = load_config(path)
+    store = Store(config.store.url.get_secret_value())
+    store.migrate()
+
+    report = run_cycle(config, rules, ownership_periods(config), store, [QuotingSink()], today=sample.END)
+
+    errors = {n["last_error"] for n in store.notifications() if n["sink"] == "slack-webhook:media"}
+    assert report.delivery.failed > 0 and errors == {"POST ${SLACK_WEBHOOK_URL} failed"}
+
+
+def test_a_failed_job_quoting_a_secret_is_logged_and_reported_with_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", WEBHOOK)
+    path = project(
+        tmp_path, [{"type": "slack_webhook", "url": "${SLACK_WEBHOOK_URL}", "label": "media"}, {"type": "jsonl", "path": "ops.jsonl"}]
+    )
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump({**config, "service": {"operations_sink": "jsonl:ops.jsonl"}}, sort_keys=False), encoding="utf-8")
+    service = Service(path, scheduler=BackgroundScheduler())
+    error = ValueError(f"unknown url type: {WEBHOOK!r}")
+    traceback_text = f'Traceback (most recent call last):\n  File "client.py", line 152\nValueError: unknown url type: {WEBHOOK!r}\n'
+    when = dt.datetime(2026, 7, 12, 9, 0, tzinfo=dt.UTC)
+
+    service._on_job_trouble(JobExecutionEvent(EVENT_JOB_ERROR, "deliver", None, when, exception=error, traceback=traceback_text))
+
+    (logged,) = [r.getMessage() for r in caplog.records if r.name == "anomaly.service"]
+    assert logged == (
+        "job deliver (run at 2026-07-12 09:00:00 UTC) failed: unknown url type: '${SLACK_WEBHOOK_URL}'\n"
+        + traceback_text.replace(WEBHOOK, "${SLACK_WEBHOOK_URL}")
+    )
+    (report,) = [json.loads(line) for line in (tmp_path / "ops.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert report["error"] == "unknown url type: '${SLACK_WEBHOOK_URL}'"
+    assert MARK not in json.dumps(report)
+    service.store.engine.dispose()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from anomaly.alerts.sinks import Delivery, DeliveryError, Receipt, Sink, make_sinks
 from anomaly.config import Config
+from anomaly.redaction import redact
 from anomaly.silences import active_silences, matches
 from anomaly.store import OutboxItem, Store, utcnow
 
@@ -117,7 +118,7 @@ def deliver(
         try:
             receipt = sink.send(item.event, item.payload, delivery)
         except DeliveryError as exc:
-            store.mark_failed(item.id, str(exc))
+            store.mark_failed(item.id, redact(str(exc)))
             held.add((item.incident_id, item.sink))
             failed += 1
             continue
@@ -186,7 +187,7 @@ def _send_group(store: Store, sink: Sink, members: list[OutboxItem], now: dt.dat
         receipt = sink.send(event, payload, delivery)
     except DeliveryError as exc:
         for member in members:
-            store.mark_failed(member.id, str(exc))
+            store.mark_failed(member.id, redact(str(exc)))
             held.add((member.incident_id, member.sink))
         return False
     store.mark_group_sent([member.id for member in members], (receipt.channel, receipt.ts) if receipt else None, group_key=key, now=now)

@@ -421,6 +421,9 @@ WEBHOOK_FIXES: dict[str, str] = {
 }
 
 
+WEBHOOK_URL_FIX = "set SLACK_WEBHOOK_URL to the URL Slack gave (https://hooks.slack.com/services/…)"
+
+
 class _Redact(logging.Filter):
     """Writes ``label`` in place of a secret (as it is, or URL-quoted) in every record it sees."""
 
@@ -490,6 +493,8 @@ class SlackWebhookSink:
             response = self.client.send(**kwargs)
         except (OSError, SlackClientError, http.client.HTTPException) as exc:
             raise DeliveryError(f"Slack webhook {self.name} failed ({type(exc).__name__}); will retry", retryable=True) from None
+        except ValueError:  # urllib's "unknown url type: '<the URL>'": no request was made
+            raise DeliveryError(f"Slack webhook {self.name}: its URL is not one a request can go to: {WEBHOOK_URL_FIX}", retryable=False) from None
         if response.status_code == 200:
             return None
         error = (response.body or "").strip()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from anomaly.config.errors import _hidden_problems, _problems_from_validation
 from anomaly.config.model import Config
@@ -15,6 +16,7 @@ from anomaly.config.parties import PartyConfig
 from anomaly.config.rules import RuleBase, RulesFile
 from anomaly.config.yamlio import interpolate_env, read_yaml
 from anomaly.errors import ConfigError, Problem
+from anomaly.redaction import remember
 
 
 def load_rules(rules_dir: Path, parties: dict[str, PartyConfig] | None = None) -> list[RuleBase]:
@@ -144,7 +146,43 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> t
         )
     if problems:
         raise ConfigError(_hidden_problems(problems, hidden))
+    remember(config_secrets(config, hidden))
     return config, rules
+
+
+#: the shortest value that counts as a secret: a shorter one (a port, a flag) is none, and
+#: replacing it everywhere would garble the text
+MIN_SECRET_LENGTH = 6
+
+
+def config_secrets(config: Config, environment: dict[str, str] | None = None) -> dict[str, str]:
+    """Every secret of ``config`` with what stands for it in text. ``environment`` maps the values
+    read from the environment to their ``${VAR}``: those inside a secret setting are secrets
+    themselves. A secret setting written in the file is a secret whole, shown as its path; except
+    the store's URL, which messages show with its password hidden (a SQLite URL is a file name)."""
+    environment = environment or {}
+    secrets: dict[str, str] = {}
+    for where, value in _secret_settings(config, ""):
+        inside = [v for v in environment if len(v) >= MIN_SECRET_LENGTH and v in value]
+        secrets.update((v, environment[v]) for v in inside)
+        if not inside and len(value.strip()) >= MIN_SECRET_LENGTH and where != "store.url":
+            secrets[value] = f"<{where}>"
+    return secrets
+
+
+def _secret_settings(node: Any, where: str):
+    """(path, value) of every SecretStr under ``node``."""
+    if isinstance(node, SecretStr):
+        yield where, node.get_secret_value()
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from _secret_settings(getattr(node, name), f"{where}.{name}" if where else name)
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _secret_settings(item, f"{where}[{i}]")
+    elif isinstance(node, dict):
+        for key, item in node.items():
+            yield from _secret_settings(item, f"{where}.{key}")
 
 
 def _sink_references(config: Config, file: str) -> list[Problem]:
