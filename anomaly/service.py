@@ -27,7 +27,9 @@ each have a thread of their own, so that a cycle that takes longer than its sche
 portfolio) neither lets the lock go stale nor holds back the alerts already in the outbox. One
 delivery runs at a time in the process: the deliver job and a cycle's own delivery take turns, so
 that no pending notification is sent twice. A job whose next time comes while it is still running
-(or waiting its turn) is not started again beside it: that run is skipped, and logged.
+(or waiting its turn) is not started again beside it: that run is skipped, and logged. Stopping
+waits for the running jobs, and renews the heartbeat meanwhile, so that a long cycle keeps the lock
+until it has finished.
 """
 
 from __future__ import annotations
@@ -237,7 +239,7 @@ class Service:
     schedule of the jobs they name, by job id (tests use second-level intervals);
     ``heartbeat_seconds`` sets the heartbeat, and with it when a silent holder counts as stale.
     Call ``acquire_lock``, then ``run``; ``stop`` lets the running job finish, stops the Slack app
-    (if configured) and releases the lock.
+    (if configured) and releases the lock; ``shutdown`` only stops the scheduler (from a signal).
     """
 
     def __init__(
@@ -302,11 +304,35 @@ class Service:
     def stop(self) -> None:
         """Let the running job finish, stop the scheduler and the Slack app, and give the lock up."""
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
+            self.shutdown()
         if self.slack_app is not None:
             self.slack_app.stop()
         self.store.release_service_lock(self.holder)
         self.store.engine.dispose()
+
+    def shutdown(self) -> None:
+        """Stop the scheduler and wait for the running jobs to finish, renewing the heartbeat
+        meanwhile: the heartbeat job stops with the scheduler, and a cycle that takes minutes to
+        finish must keep the lock, or another instance could take it over while this one still
+        writes. Raises SchedulerNotRunningError when the scheduler has stopped already."""
+        finished = threading.Event()
+        beating = threading.Thread(target=self._beat_until, args=(finished,), name="heartbeat-while-stopping", daemon=True)
+        beating.start()
+        try:
+            self.scheduler.shutdown(wait=True)
+        finally:
+            finished.set()
+            beating.join()
+
+    def _beat_until(self, finished: threading.Event) -> None:
+        while True:
+            try:
+                if not self.store.refresh_service_lock(self.holder):
+                    return  # another instance holds it: nothing to keep
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again, as the heartbeat job's would
+                log.error("heartbeat while stopping failed: %s", exc)
+            if finished.wait(self.heartbeat_seconds):
+                return
 
     def _schedule(self, triggers: dict[str, BaseTrigger]) -> None:
         self.scheduler.configure(
@@ -426,7 +452,7 @@ def serve(config_path: str | Path) -> int:
     os.set_blocking(write_fd, False)
     previous_fd = signal.set_wakeup_fd(write_fd)
     previous = {sig: signal.signal(sig, _leave_to_the_stop_thread) for sig in STOP_SIGNALS}
-    stopper = threading.Thread(target=_stop_on_signal, args=(read_fd, service.scheduler), name="stop-on-signal", daemon=True)
+    stopper = threading.Thread(target=_stop_on_signal, args=(read_fd, service), name="stop-on-signal", daemon=True)
     service.scheduler.add_listener(lambda _event: stopper.start(), EVENT_SCHEDULER_STARTED)
     try:
         service.acquire_lock()
@@ -450,7 +476,7 @@ def _leave_to_the_stop_thread(_signum: int, _frame: object) -> None:
     """Installed so that the signal is caught and written to the wakeup pipe, not acted on here."""
 
 
-def _stop_on_signal(read_fd: int, scheduler: BaseScheduler) -> None:
+def _stop_on_signal(read_fd: int, service: Service) -> None:
     """Wait for a stop signal on the pipe, then stop the scheduler once the running job has finished."""
     with os.fdopen(read_fd, "rb", buffering=0) as pipe:
         received = pipe.read(1)
@@ -458,7 +484,7 @@ def _stop_on_signal(read_fd: int, scheduler: BaseScheduler) -> None:
             return  # the service stopped without a signal
         print(f"anomaly serve: {signal.Signals(received[0]).name}: finishing the running job", file=sys.stderr, flush=True)
         try:
-            scheduler.shutdown(wait=True)
+            service.shutdown()
         except SchedulerNotRunningError:
             pass  # it stopped on its own, having lost the lock
 

@@ -127,3 +127,57 @@ def test_a_cycle_longer_than_its_schedule_starves_neither_heartbeat_nor_deliveri
     assert not events.failed
     skips = [r.getMessage() for r in caplog.records if r.name == "anomaly.service" and " is skipped: " in r.getMessage()]
     assert any(m.startswith("job pull:sample: the run at ") and m.endswith(" has not finished (a job never runs twice at once)") for m in skips), skips
+
+
+class CountedBeats:
+    """Counts the heartbeats a service renews through its own store (stopping does, the heartbeat
+    job opens a store of its own), and lets a test wait for so many."""
+
+    def __init__(self, service: Service):
+        self.beats = 0
+        self.changed = threading.Condition()
+        self._refresh = service.store.refresh_service_lock
+        service.store.refresh_service_lock = self._counted
+
+    def _counted(self, holder: str, **kwargs) -> bool:
+        held = self._refresh(holder, **kwargs)
+        with self.changed:
+            self.beats += 1
+            self.changed.notify_all()
+        return held
+
+    def wait_for(self, beats: int) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.beats >= beats, timeout=WAIT)
+
+
+def test_stopping_during_a_long_cycle_keeps_the_lock_until_the_cycle_has_finished(tmp_path, monkeypatch):
+    config_path = project(tmp_path)
+    service = Service(
+        config_path,
+        scheduler=BackgroundScheduler(),
+        triggers={"pull:sample": every(0.3), HEARTBEAT: every(HEARTBEAT_SECONDS)},
+        heartbeat_seconds=HEARTBEAT_SECONDS,
+    )
+    held = HeldDetection(pipeline.derive_incidents)
+    monkeypatch.setattr(pipeline, "derive_incidents", held)
+    beats = CountedBeats(service)
+    service.acquire_lock()
+    service.run()
+    stopping = threading.Thread(target=service.stop)
+    try:
+        assert held.started.wait(WAIT)
+        stopping.start()  # as on SIGTERM: the scheduler stops, and waits for the cycle
+        # long enough for a silent holder to go stale: the lock is still fresh
+        assert beats.wait_for(BEATS_WHILE_HELD)
+        assert stopping.is_alive() and not service.scheduler.running
+        second = Service(config_path)
+        with pytest.raises(LockHeldError):
+            second.acquire_lock()
+        second.stop()
+    finally:
+        held.release.set()
+        stopping.join(WAIT)
+    assert not stopping.is_alive()
+    assert service.store.service_lock_holder() is None  # given up once the cycle had finished
+    assert [a["event"] for a in alerts(tmp_path) if a["campaign_id"] == sample.STORY_CAMPAIGN.campaign_id] == ["opened"]  # and the cycle finished
