@@ -61,11 +61,12 @@ SQLITE_TIMEOUT_SECONDS = 30
 def make_engine(url: str) -> Engine:
     """An engine with settings that let an analyst read while the service writes (SQLite WAL), and
     that turns the database's failures that need someone to act (a lock held too long, a full disk)
-    into a StoreError."""
+    into a StoreError. A failed statement's error never quotes the values it was given (an alert's
+    payload, a campaign's name): only the statement and the database's message."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         waits = {} if "timeout" in parsed.query else {"timeout": SQLITE_TIMEOUT_SECONDS}
-        engine = sa.create_engine(url, connect_args=waits)
+        engine = sa.create_engine(url, connect_args=waits, hide_parameters=True)
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001 - DB-API connection
@@ -75,7 +76,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
     sa.event.listen(engine, "handle_error", _explain_failure)
     return engine
 
