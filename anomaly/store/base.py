@@ -13,11 +13,14 @@ from anomaly.store.engine import _MISREAD_PASSWORD, StoreError, _password_misrea
 from anomaly.store.migrations import migrate
 
 
-#: A PostgreSQL advisory lock of this store: its kind (``:kind``), and the schema the store's
-#: tables live in (a database may hold several stores, one per schema).
-ADVISORY_KEY = "CAST(:kind AS integer), hashtext(coalesce(current_schema(), ''))"
 #: The kind of the advisory lock that serialises schema creation and migration: ASCII "anom".
 SCHEMA_LOCK_KEY = 0x616E6F6D
+
+
+def advisory_key(kind: int) -> str:
+    """The two keys of a PostgreSQL advisory lock of this store, as SQL arguments: the lock's
+    ``kind`` and the schema the store's tables live in (a database may hold a store per schema)."""
+    return f"{int(kind)}, hashtext(coalesce(current_schema(), ''))"
 
 
 def utcnow() -> dt.datetime:
@@ -66,7 +69,7 @@ class StoreBase:
         driver would begin a transaction only at the first insert, and run DDL outside one). A
         second process waits here, and then sees the tables the first one created."""
         if self.dialect == "postgresql":
-            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({ADVISORY_KEY})"), {"kind": SCHEMA_LOCK_KEY})
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({advisory_key(SCHEMA_LOCK_KEY)})"))
         elif self.dialect == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
