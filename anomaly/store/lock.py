@@ -256,6 +256,7 @@ def _advisory_lock(engine: sa.Engine, kind: int, wait: float) -> Iterator[bool]:
     connection = pooled.driver_connection
     pooled.detach()
     key = advisory_key(kind)
+    taken = False
     try:
         connection.rollback()  # the pool's liveness check may have begun a transaction
         connection.autocommit = True
@@ -271,10 +272,16 @@ def _advisory_lock(engine: sa.Engine, kind: int, wait: float) -> Iterator[bool]:
             except Exception as exc:  # noqa: BLE001 - the driver's error class; only a lock timeout is expected
                 if _sqlstate(exc) != "55P03":  # lock_not_available
                     raise
-                taken = False
         yield taken
     finally:
-        pooled.close()  # detached: this closes the connection, and ends its locks
+        try:
+            if taken:
+                # at once: the server ends a closed connection's session, and its locks, a moment later
+                connection.cursor().execute(f"SELECT pg_advisory_unlock({key})")
+        except Exception:  # noqa: BLE001, S110 - a broken connection: closing it ends the lock as well
+            pass
+        finally:
+            pooled.close()  # detached: this closes the connection
 
 
 def _sqlstate(exc: BaseException) -> str | None:
