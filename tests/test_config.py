@@ -13,16 +13,18 @@ import typing
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import AllowInfNan, BaseModel, Strict, ValidationError
 
 from anomaly import cli
 from anomaly.config import (
     RULE_TYPES,
+    Config,
     ConsoleSinkConfig,
     CplRatioRule,
     DetectionConfig,
     ForestGate,
     LeadShortfallRule,
+    RulesFile,
     SpendRatioRule,
     Scope,
     ThresholdRule,
@@ -125,8 +127,52 @@ CONFIG_ERRORS = [
     ),
     pytest.param(
         "sources:\n  - {type: csv, name: s, metrics: [m.csv], lookback_days: a week}\n",
-        ["config.yaml: sources[0].lookback_days: input should be a valid integer, unable to parse string as an integer, got 'a week'"],
+        ["config.yaml: sources[0].lookback_days: expected a whole number, got the text 'a week'"],
         id="wrong-type-int",
+    ),
+    pytest.param(
+        "sources:\n  - {type: csv, name: s, metrics: [m.csv], lookback_days: true}\n",
+        ["config.yaml: sources[0].lookback_days: expected a whole number, got true (true and false are not numbers)"],
+        id="boolean-as-lookback-days",
+    ),
+    pytest.param(
+        "sources:\n  - {type: csv, name: s, metrics: [m.csv], history_days: 30.0}\n",
+        ["config.yaml: sources[0].history_days: expected a whole number, got 30.0"],
+        id="decimal-as-whole-number",
+    ),
+    pytest.param(
+        "sources:\n  - {type: google_ads, name: ads, customer_ids: ['1234567890'], timeout_seconds: .inf, max_attempts: true}\n",
+        [
+            "config.yaml: sources[0].timeout_seconds: expected a finite number, got infinity (.inf, or a number too large to hold)",
+            "config.yaml: sources[0].max_attempts: expected a whole number, got true (true and false are not numbers)",
+        ],
+        id="google-ads-numbers",
+    ),
+    pytest.param(
+        "detection:\n  baseline: {half_life_days: .inf, min_leads: .nan, weekday_prior_weeks: 1e400}\n  forest: {random_state: false}\n",
+        [
+            "config.yaml: detection.baseline.half_life_days: expected a finite number, got infinity (.inf, or a number too large to hold)",
+            "config.yaml: detection.baseline.min_leads: expected a finite number, got NaN (not a number)",
+            "config.yaml: detection.baseline.weekday_prior_weeks: expected a finite number, got infinity (.inf, or a number too large to hold)",
+            "config.yaml: detection.forest.random_state: expected a whole number, got false (true and false are not numbers)",
+        ],
+        id="detection-numbers",
+    ),
+    pytest.param(
+        "alerts:\n  repeat_every_hours: true\n  excess_steps: [1000, -.inf]\n",
+        [
+            "config.yaml: alerts.repeat_every_hours: expected a number, got true (true and false are not numbers)",
+            "config.yaml: alerts.excess_steps[1]: expected a finite number, got minus infinity (.inf, or a number too large to hold)",
+        ],
+        id="alerts-numbers",
+    ),
+    pytest.param(
+        PARTY_A + "settlement:\n  shares: {a: {a: true}}\nservice:\n  deliver_every_minutes: 5.0\n",
+        [
+            "config.yaml: service.deliver_every_minutes: expected a whole number, got 5.0",
+            "config.yaml: settlement.shares.a.a: expected a number, got true (true and false are not numbers)",
+        ],
+        id="service-and-settlement-numbers",
     ),
     pytest.param(
         "detection:\n  forest:\n    enabled: sometimes\n",
@@ -608,6 +654,62 @@ RULE_ERRORS = [
         ["rules/a.yaml: rules[0].description: environment variable WHY is not set"],
         id="rules-env-var-not-set",
     ),
+    pytest.param(
+        "", rule("- {name: r1, type: cpl_ratio, warning: 2, window_days: true}\n"),
+        ["rules/a.yaml: rules[0].window_days: expected a whole number, got true (true and false are not numbers)"],
+        id="boolean-as-window-days",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: cpl_ratio, warning: 2, min_spend: .inf}\n"),
+        ["rules/a.yaml: rules[0].min_spend: expected a finite number, got infinity (.inf, or a number too large to hold)"],
+        id="infinite-min-spend",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: cpl_ratio, warning: 2, min_spend: 1e400}\n"),
+        ["rules/a.yaml: rules[0].min_spend: expected a finite number, got infinity (.inf, or a number too large to hold)"],
+        id="min-spend-too-large-to-hold",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: threshold, metric: cpl, warning: .inf}\n"),
+        ["rules/a.yaml: rules[0].warning: expected a finite number, got infinity (.inf, or a number too large to hold)"],
+        id="infinite-threshold",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: cpl_ratio, warning: .nan}\n"),
+        ["rules/a.yaml: rules[0].warning: expected a finite number, got NaN (not a number)"],
+        id="nan-threshold",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: cpl_ratio, warning: true}\n"),
+        ["rules/a.yaml: rules[0].warning: expected a number, got true (true and false are not numbers)"],
+        id="boolean-as-threshold",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: cpl_ratio, warning: 2, min_spend: '50'}\n"),
+        ["rules/a.yaml: rules[0].min_spend: expected a number, got the text '50'"],
+        id="quoted-number",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: cpl_ratio, warning: 2, after_ownership_change: {within_days: true, max_p_value: .inf}}\n"),
+        [
+            "rules/a.yaml: rules[0].after_ownership_change.within_days: expected a whole number, got true (true and false are not numbers)",
+            "rules/a.yaml: rules[0].after_ownership_change.max_p_value: expected a finite number, got infinity (.inf, or a number too large to hold)",
+        ],
+        id="override-numbers",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: spend_ratio, warning: 3, worse_ratio: .inf, explained_by: {max_budget_factor: 1e999}}\n"),
+        [
+            "rules/a.yaml: rules[0].worse_ratio: expected a finite number, got infinity (.inf, or a number too large to hold)",
+            "rules/a.yaml: rules[0].explained_by.max_budget_factor: expected a finite number, got infinity (.inf, or a number too large to hold)",
+        ],
+        id="spend-rule-numbers",
+    ),
+    pytest.param(
+        "", rule("- {name: r1, type: cpl_ratio, warning: 2, forest: {mode: require, min_score: .nan}}\n"),
+        ["rules/a.yaml: rules[0].forest.min_score: expected a finite number, got NaN (not a number)"],
+        id="forest-gate-number",
+    ),
 ]
 
 
@@ -688,6 +790,55 @@ def test_rule_thresholds_accepted(tmp_path: Path, text: str) -> None:
     path = write_case(tmp_path, WITH_FOREST, rule(f"- {text}\n"))
     _, rules = load_config(path, environ={})
     assert [r.name for r in rules] == ["r"]
+
+
+def test_numbers_are_read_as_written(tmp_path: Path) -> None:
+    path = write_case(
+        tmp_path,
+        "sources:\n  - {type: csv, name: s, metrics: [m.csv], lookback_days: 3}\n"
+        "detection:\n  baseline: {half_life_days: 7, min_leads: 25e-1}\nalerts:\n  excess_steps: [1e3, 5000, 1.5E+4]\n",
+        rule("- {name: r, type: cpl_ratio, warning: 2, critical: 4.5, min_spend: 1e3, max_p_value: 3e-4, after_ownership_change: {warning: 1.5, min_spend: 50}}\n"),
+    )
+    config, (r,) = load_config(path, environ={})
+    assert (config.sources[0].lookback_days, config.detection.baseline.half_life_days, config.detection.baseline.min_leads) == (3, 7.0, 2.5)
+    assert config.alerts.excess_steps == [1000.0, 5000.0, 15000.0]
+    assert (r.warning, r.critical, r.min_spend, r.max_p_value) == (2.0, 4.5, 1000.0, 0.0003)
+    assert (r.after_ownership_change.warning, r.after_ownership_change.min_spend) == (1.5, 50.0)
+    assert {type(v) for v in (r.warning, r.min_spend, config.detection.baseline.half_life_days)} == {float}
+
+
+def _number_settings(model: type, prefix: str = "", seen: set | None = None):
+    """(path, annotation, metadata) of every int or float setting under ``model``, through nested
+    models, optional values, lists, mappings and unions (the rule and source types)."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return
+    seen.add(model)
+
+    def walk(annotation, metadata, where):
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            base, *extra = typing.get_args(annotation)
+            yield from walk(base, [*metadata, *extra], where)
+        elif annotation in (int, float):
+            yield where, annotation, metadata
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _number_settings(annotation, where + ".", seen)
+        elif origin is not None:
+            for arg in typing.get_args(annotation):
+                yield from walk(arg, [] if origin in (list, dict) else metadata, where + ("[]" if origin in (list, dict) else ""))
+
+    for name, field in model.model_fields.items():
+        yield from walk(field.annotation, list(field.metadata), prefix + name)
+
+
+@pytest.mark.parametrize("root", [Config, RulesFile], ids=["config.yaml", "rules"])
+def test_every_number_setting_is_strict_and_finite(root: type) -> None:
+    settings = list(_number_settings(root))
+    assert len(settings) > 20
+    loose = [where for where, _, metadata in settings if Strict() not in metadata]
+    infinite = [where for where, kind, metadata in settings if kind is float and AllowInfNan(False) not in metadata]
+    assert (loose, infinite) == ([], [])
 
 
 # ----------------------------------------------------------------------------------------------

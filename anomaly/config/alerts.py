@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from anomaly.config.base import FilePath, Slug, StrictModel
+from anomaly.config.base import FilePath, Float, Int, Slug, StrictModel
 from anomaly.config.rules import Severity
 
 
@@ -88,8 +88,8 @@ class SlackSinkConfig(StrictModel):
     channel: str = Field(min_length=2, max_length=80)
     token: BotToken
     base_url: str | None = None  # another Slack API endpoint (a proxy, an Enterprise Grid gateway)
-    timeout_seconds: float = Field(30.0, gt=0, le=300)
-    max_retries: int = Field(3, ge=0, le=10)
+    timeout_seconds: Float = Field(30.0, gt=0, le=300)
+    max_retries: Int = Field(3, ge=0, le=10)
 
     @property
     def name(self) -> str:
@@ -106,8 +106,8 @@ class SlackWebhookSinkConfig(StrictModel):
     type: Literal["slack_webhook"]
     url: Annotated[SecretStr, _secret(WEBHOOK_URL_FORM), AfterValidator(_webhook_url)]
     label: Slug = "default"
-    timeout_seconds: float = Field(30.0, gt=0, le=300)
-    max_retries: int = Field(3, ge=0, le=10)
+    timeout_seconds: Float = Field(30.0, gt=0, le=300)
+    max_retries: Int = Field(3, ge=0, le=10)
 
     @property
     def name(self) -> str:
@@ -217,7 +217,7 @@ class SlackAppConfig(StrictModel):
     app_token: Annotated[SecretStr, _secret("the app-level token (xapp-…)")] | None = None
     signing_secret: Annotated[SecretStr, _secret("the app's signing secret")] | None = None
     host: str = "0.0.0.0"
-    port: int = Field(3000, ge=0, le=65535)
+    port: Int = Field(3000, ge=0, le=65535)
     path: str = Field("/slack/events", pattern=r"^/[A-Za-z0-9/_.-]*$")
     base_url: str | None = None  # another Slack API endpoint, as for the sinks
 
@@ -254,12 +254,12 @@ class AlertsConfig(StrictModel):
     default_sinks: Annotated[list[SinkName], BeforeValidator(_listed)] = []
     silences: list[SilenceConfig] = []
     #: this many incidents opened on one account in one cycle go out as one grouped message
-    group_min_incidents: int = Field(4, ge=2, le=1000)
+    group_min_incidents: Int = Field(4, ge=2, le=1000)
     #: a reminder while an incident stays open and unacknowledged, this long after its last
     #: message on a sink; 0 sends none
-    repeat_every_hours: float = Field(24.0, ge=0, le=24 * 90)
+    repeat_every_hours: Float = Field(24.0, ge=0, le=24 * 90)
     #: the excess cost (account currency) whose crossing updates the alert, ascending
-    excess_steps: list[Annotated[float, Field(gt=0)]] = [1000.0, 5000.0, 10000.0, 25000.0, 50000.0, 100000.0]
+    excess_steps: list[Annotated[Float, Field(gt=0)]] = [1000.0, 5000.0, 10000.0, 25000.0, 50000.0, 100000.0]
     #: a link to the campaign in the alert, for ids that look like Google Ads ids; null for none
     campaign_url: Annotated[str | None, AfterValidator(_campaign_url)] = GOOGLE_ADS_CAMPAIGN_URL
     slack_app: SlackAppConfig | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Field, Strict, ValidationInfo
 
 
 class StrictModel(BaseModel):
@@ -28,6 +28,12 @@ def _resolve_path(value: str, info: ValidationInfo) -> str:
 
 FilePath = Annotated[str, Field(min_length=1), AfterValidator(_resolve_path)]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+#: A whole-number setting as YAML writes it: ``true`` is not 1, ``7.0`` and ``'7'`` are not 7.
+Int = Annotated[int, Strict()]
+#: A number setting as YAML writes it, integer or not (``2``, ``2.5``, ``3e-4``), and finite: ``true``
+#: is not 1, and ``.inf``, ``1e400`` (too large to be anything but infinite) or ``.nan`` as a
+#: threshold would make a rule that can never fire, or always does.
+Float = Annotated[float, Strict(), AllowInfNan(False)]
 
 
 def _key(key: Any) -> str:

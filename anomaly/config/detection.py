@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from anomaly.config.base import StrictModel
+from anomaly.config.base import Float, Int, StrictModel
 
 
 class BaselineConfig(StrictModel):
@@ -21,19 +21,19 @@ class BaselineConfig(StrictModel):
     the usual spend buys at the baseline cost per click, the clicks and leads its spend should buy
     are divided by (clicks / usual) ** ``volume_elasticity``; 0 turns this off."""
 
-    half_life_days: float = Field(14.0, gt=0, le=365)
-    min_days: int = Field(14, ge=1, le=365)
-    min_leads: float = Field(5.0, ge=0)
-    elevated_ratio: float = Field(1.3, gt=1)
-    elevated_p_value: float = Field(0.01, gt=0, le=1)
-    max_excluded_days: int = Field(28, ge=1, le=365)
-    probation_days: int = Field(28, ge=0, le=365)
-    shrink_leads: float = Field(5.0, ge=0)
-    weekday_half_life_weeks: float = Field(8.0, gt=0, le=104)
-    weekday_prior_weeks: float = Field(2.0, ge=0)
-    spend_spread: float = Field(0.35, gt=0, le=5)
-    new_spend_level_days: int = Field(3, ge=1, le=60)
-    volume_elasticity: float = Field(0.3, ge=0, le=2)
+    half_life_days: Float = Field(14.0, gt=0, le=365)
+    min_days: Int = Field(14, ge=1, le=365)
+    min_leads: Float = Field(5.0, ge=0)
+    elevated_ratio: Float = Field(1.3, gt=1)
+    elevated_p_value: Float = Field(0.01, gt=0, le=1)
+    max_excluded_days: Int = Field(28, ge=1, le=365)
+    probation_days: Int = Field(28, ge=0, le=365)
+    shrink_leads: Float = Field(5.0, ge=0)
+    weekday_half_life_weeks: Float = Field(8.0, gt=0, le=104)
+    weekday_prior_weeks: Float = Field(2.0, ge=0)
+    spend_spread: Float = Field(0.35, gt=0, le=5)
+    new_spend_level_days: Int = Field(3, ge=1, le=60)
+    volume_elasticity: Float = Field(0.3, ge=0, le=2)
 
 
 class VariationConfig(StrictModel):
@@ -48,13 +48,13 @@ class VariationConfig(StrictModel):
     any campaign is credited with. ``drift`` is the prior of the part that does not average out
     over a window: how far a campaign's rates wander from its baseline within weeks."""
 
-    leads: float = Field(0.15, ge=0, le=2)
-    clicks: float = Field(0.15, ge=0, le=2)
+    leads: Float = Field(0.15, ge=0, le=2)
+    clicks: Float = Field(0.15, ge=0, le=2)
     learn: bool = True
-    prior_days: float = Field(14.0, ge=0, le=365)
-    half_life_days: float = Field(60.0, gt=0, le=730)
-    floor: float = Field(0.12, ge=0, le=2)
-    drift: float = Field(0.05, ge=0, le=2)
+    prior_days: Float = Field(14.0, ge=0, le=365)
+    half_life_days: Float = Field(60.0, gt=0, le=730)
+    floor: Float = Field(0.12, ge=0, le=2)
+    drift: Float = Field(0.05, ge=0, le=2)
 
 
 class ForestConfig(StrictModel):
@@ -62,22 +62,22 @@ class ForestConfig(StrictModel):
     ``training_days`` before it, so a replay and a live run score every day the same way."""
 
     enabled: bool = False
-    n_estimators: int = Field(100, ge=1, le=1000)
-    max_samples: int = Field(256, ge=16, le=100_000)
-    training_days: int = Field(180, ge=7, le=3650)
-    min_training_rows: int = Field(500, ge=10)
-    random_state: int = 0
+    n_estimators: Int = Field(100, ge=1, le=1000)
+    max_samples: Int = Field(256, ge=16, le=100_000)
+    training_days: Int = Field(180, ge=7, le=3650)
+    min_training_rows: Int = Field(500, ge=10)
+    random_state: Int = 0
 
 
 class IncidentConfig(StrictModel):
-    resolve_after_days: int = Field(2, ge=1, le=60)
-    changes_before_onset_days: int = Field(7, ge=0, le=90)
+    resolve_after_days: Int = Field(2, ge=1, le=60)
+    changes_before_onset_days: Int = Field(7, ge=0, le=90)
 
 
 class DetectionConfig(StrictModel):
     account_level: bool = True  # also watch each account's total, as if it were one more campaign
     pool_accounts: bool = True  # an account total pools its campaigns not in an incident (else it goes mute while one is)
-    reporting_lag_days: int = Field(7, ge=0, le=30)  # the last days' leads are judged as reported so far
+    reporting_lag_days: Int = Field(7, ge=0, le=30)  # the last days' leads are judged as reported so far
     baseline: BaselineConfig = BaselineConfig()
     variation: VariationConfig = VariationConfig()
     forest: ForestConfig = ForestConfig()

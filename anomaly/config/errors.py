@@ -4,6 +4,7 @@ suggested for typos and environment values hidden behind their ``${VAR}``."""
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import typing
 from typing import Any, Union
@@ -36,6 +37,24 @@ def _union_tags(union: Any) -> list[str]:
 
 #: The ``type`` values a list of tagged items accepts, by the list's key.
 _TAGS_BY_LIST: dict[str, list[str]] = {"rules": _union_tags(Rule), "sources": _union_tags(Source), "sinks": _union_tags(Sink)}
+
+
+#: What a number setting (``anomaly.config.base.Int``, ``Float``) expects, by the error pydantic
+#: reports when it is given something else: ``true``, ``'7'``, ``7.5`` for a whole number, ``.inf``.
+_NUMBER_KINDS = {"int_type": "a whole number", "float_type": "a number", "finite_number": "a finite number"}
+
+
+def _given_number(value: Any) -> str:
+    """What a number setting was given, as the YAML reader sees it."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (true and false are not numbers)"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN (not a number)"
+    if isinstance(value, float) and math.isinf(value):
+        return f"{'' if value > 0 else 'minus '}infinity (.inf, or a number too large to hold)"
+    if isinstance(value, str):
+        return f"the text {_short(value)}"
+    return _short(value)
 
 
 def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
@@ -153,6 +172,9 @@ def _problems_from_validation(exc: ValidationError, file: str, root: type[BaseMo
                     problems.append(Problem(file, where, sub.group(2)))
                 else:
                     problems.append(Problem(file, _format_loc(loc), piece))
+            continue
+        if kind in _NUMBER_KINDS:
+            problems.append(Problem(file, _format_loc(loc), f"expected {_NUMBER_KINDS[kind]}, got {_given_number(given)}"))
             continue
         if kind == "too_short" and isinstance(given, list):
             n = err.get("ctx", {}).get("min_length", 1)

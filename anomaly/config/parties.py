@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from anomaly.config.base import FilePath, Slug, StrictModel
+from anomaly.config.base import FilePath, Float, Slug, StrictModel
 
 
 class PartyConfig(StrictModel):
@@ -64,7 +64,7 @@ class SettlementConfig(StrictModel):
     """
 
     bears: Literal["managing_party", "changed_by"] = "managing_party"
-    shares: dict[Slug, dict[Slug, Annotated[float, Field(gt=0, le=100)]]] = {}
+    shares: dict[Slug, dict[Slug, Annotated[Float, Field(gt=0, le=100)]]] = {}
 
     @model_validator(mode="after")
     def _whole(self) -> "SettlementConfig":

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from anomaly.config.base import Slug, StrictModel
+from anomaly.config.base import Float, Int, Slug, StrictModel
 
 
 Severity = Literal["warning", "critical"]
@@ -30,18 +30,18 @@ class ForestGate(StrictModel):
     """
 
     mode: Literal["ignore", "require", "escalate"] = "ignore"
-    min_score: float = Field(0.99, gt=0, lt=1)
+    min_score: Float = Field(0.99, gt=0, lt=1)
 
 
 class AfterOwnershipChange(StrictModel):
     """Stricter settings for the first ``within_days`` after the managing party changes."""
 
-    within_days: int = Field(14, ge=1, le=365)
-    warning: float | None = None
-    critical: float | None = None
-    min_spend: float | None = Field(None, ge=0)
-    min_expected_leads: float | None = Field(None, ge=0)
-    max_p_value: float | None = Field(None, gt=0, le=1)
+    within_days: Int = Field(14, ge=1, le=365)
+    warning: Float | None = None
+    critical: Float | None = None
+    min_spend: Float | None = Field(None, ge=0)
+    min_expected_leads: Float | None = Field(None, ge=0)
+    max_p_value: Float | None = Field(None, gt=0, le=1)
 
 
 TUNABLES = ("warning", "critical", "min_spend", "min_expected_leads", "max_p_value")
@@ -55,7 +55,7 @@ class AfterChange(AfterOwnershipChange):
     created), e.g. a quieter rule while smart bidding relearns after a strategy change."""
 
     kinds: list[ChangeKind] = Field(min_length=1)
-    within_days: int = Field(7, ge=1, le=365)
+    within_days: Int = Field(7, ge=1, le=365)
 
 
 class RuleBase(StrictModel):
@@ -63,13 +63,13 @@ class RuleBase(StrictModel):
     description: str = ""
     enabled: bool = True
     family: Slug | None = None
-    window_days: int = Field(1, ge=1, le=28)
-    warning: float
-    critical: float | None = None
-    min_spend: float = Field(0.0, ge=0)
-    min_expected_leads: float = Field(0.0, ge=0)
-    max_p_value: float | None = Field(None, gt=0, le=1)
-    baseline_lag_days: int = Field(0, ge=0, le=90)
+    window_days: Int = Field(1, ge=1, le=28)
+    warning: Float
+    critical: Float | None = None
+    min_spend: Float = Field(0.0, ge=0)
+    min_expected_leads: Float = Field(0.0, ge=0)
+    max_p_value: Float | None = Field(None, gt=0, le=1)
+    baseline_lag_days: Int = Field(0, ge=0, le=90)
     scope: Scope = Scope()
     forest: ForestGate = ForestGate()
     after_ownership_change: AfterOwnershipChange | None = None
@@ -152,7 +152,7 @@ class CplRatioRule(RuleBase):
     """
 
     type: Literal["cpl_ratio"]
-    max_p_value: float | None = Field(0.001, gt=0, le=1)
+    max_p_value: Float | None = Field(0.001, gt=0, le=1)
     use_clicks: bool = True
 
     @classmethod
@@ -165,8 +165,8 @@ class LeadShortfallRule(RuleBase):
     should have bought at baseline (0.2 = fewer than a fifth). Zero leads is data, not missing."""
 
     type: Literal["lead_shortfall"]
-    min_expected_leads: float = Field(3.0, ge=0)
-    max_p_value: float | None = Field(0.001, gt=0, le=1)
+    min_expected_leads: Float = Field(3.0, ge=0)
+    max_p_value: Float | None = Field(0.001, gt=0, le=1)
 
     def breach_direction(self) -> str:
         return "below"
@@ -205,8 +205,8 @@ class ExplainedBy(StrictModel):
     ``worse_p_value`` as enough."""
 
     kinds: list[ChangeKind] = ["budget", "bidding", "status"]
-    within_days: int = Field(7, ge=1, le=90)
-    max_budget_factor: float = Field(3.0, gt=1)
+    within_days: Int = Field(7, ge=1, le=90)
+    max_budget_factor: Float = Field(3.0, gt=1)
 
 
 class SpendRatioRule(RuleBase):
@@ -221,9 +221,9 @@ class SpendRatioRule(RuleBase):
     new level after ``detection.baseline.new_spend_level_days`` days."""
 
     type: Literal["spend_ratio"]
-    max_p_value: float | None = Field(0.001, gt=0, le=1)
-    worse_ratio: float = Field(1.25, gt=1)
-    worse_p_value: float = Field(0.01, gt=0, le=1)
+    max_p_value: Float | None = Field(0.001, gt=0, le=1)
+    worse_ratio: Float = Field(1.25, gt=1)
+    worse_p_value: Float = Field(0.01, gt=0, le=1)
     explained_by: ExplainedBy | None = ExplainedBy()
 
     def default_family(self) -> str:
@@ -243,7 +243,7 @@ class CpcRatioRule(RuleBase):
     incident."""
 
     type: Literal["cpc_ratio"]
-    max_p_value: float | None = Field(0.001, gt=0, le=1)
+    max_p_value: Float | None = Field(0.001, gt=0, le=1)
 
     @classmethod
     def _check_threshold(cls, value: float) -> str | None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from anomaly.config.base import StrictModel
+from anomaly.config.base import Int, StrictModel
 
 
 class StoreConfig(StrictModel):
@@ -81,12 +81,12 @@ class ServiceConfig(StrictModel):
     hears about failing jobs."""
 
     timezone: str = "UTC"
-    deliver_every_minutes: int = Field(5, ge=1, le=1440)
+    deliver_every_minutes: Int = Field(5, ge=1, le=1440)
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str | None) -> str | None:
         return _time_zone(value)
     refit: ScheduleConfig = ScheduleConfig(cron="30 4 * * *")
-    misfire_grace_seconds: int = Field(3600, ge=1, le=86_400)
+    misfire_grace_seconds: Int = Field(3600, ge=1, le=86_400)
     operations_sink: str | None = None

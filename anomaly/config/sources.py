@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from anomaly.config.base import FilePath, Slug, StrictModel
+from anomaly.config.base import FilePath, Float, Int, Slug, StrictModel
 from anomaly.config.service import ScheduleConfig
 
 
@@ -18,8 +18,8 @@ class CsvSourceConfig(StrictModel):
     metrics: list[FilePath] = Field(min_length=1)
     changes: list[FilePath] = []
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
-    lookback_days: int = Field(7, ge=0, le=90)
-    history_days: int = Field(400, ge=1, le=3650)
+    lookback_days: Int = Field(7, ge=0, le=90)
+    history_days: Int = Field(400, ge=1, le=3650)
     schedule: ScheduleConfig = ScheduleConfig()
 
 
@@ -44,7 +44,7 @@ class OwnershipInferenceConfig(StrictModel):
     ``min_changes`` changes to it; ownership declared in config always wins."""
 
     enabled: bool = True
-    min_changes: int = Field(2, ge=1, le=1000)
+    min_changes: Int = Field(2, ge=1, le=1000)
 
 
 class GoogleAdsSourceConfig(StrictModel):
@@ -62,10 +62,10 @@ class GoogleAdsSourceConfig(StrictModel):
     account_leads: dict[CustomerId, LeadDefinition] = {}  # per-account lead definitions
     change_history: bool = True
     ownership_inference: OwnershipInferenceConfig = OwnershipInferenceConfig()
-    lookback_days: int = Field(7, ge=0, le=90)
-    history_days: int = Field(90, ge=1, le=3650)
-    timeout_seconds: float = Field(120.0, gt=0, le=3600)
-    max_attempts: int = Field(5, ge=1, le=20)
+    lookback_days: Int = Field(7, ge=0, le=90)
+    history_days: Int = Field(90, ge=1, le=3650)
+    timeout_seconds: Float = Field(120.0, gt=0, le=3600)
+    max_attempts: Int = Field(5, ge=1, le=20)
     schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")
