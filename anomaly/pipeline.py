@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def make_connector(source, config: Config) -> Connector:
     if isinstance(source, CsvSourceConfig):
-        return CsvConnector(source.name, source.metrics, source.changes, currency=source.currency)
+        return CsvConnector(source.name, source.metrics, source.changes, currency=source.currency, ceilings=source.row_ceilings)
     if isinstance(source, GoogleAdsSourceConfig):
         from connectors.google_ads import GoogleAdsConnector  # the client library is large: load it only when used
 

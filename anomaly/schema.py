@@ -8,9 +8,16 @@ ctr, cvr) are computed where needed, never stored.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 DAILY = -1
+
+#: What no id or name may hold: the C0 and C1 control characters (line breaks, tab, NUL, escape ...),
+#: DEL, and the Unicode line and paragraph separators. No ad platform writes them; in a store they
+#: would break log lines, tables and alerts, and PostgreSQL refuses a NUL.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 METRIC_KEY = ["account_id", "campaign_id", "date", "hour"]
 METRIC_COLUMNS = [

@@ -65,6 +65,7 @@ from pydantic import BaseModel, SecretStr
 from anomaly.config import Config, CsvSourceConfig, load_config
 from anomaly.errors import InputError
 from anomaly.pipeline import pull_source
+from anomaly.schema import CONTROL_CHARACTERS
 from anomaly.store import Store, changes, metrics, pulls
 from connectors.csv_files import read_ownership_csv
 
@@ -72,6 +73,8 @@ KINDS = ("metrics", "changes", "ownership", "config", "rules")
 GENERATORS = ("valid", "mutated", "hostile", "random")
 TODAY = dt.date(2026, 7, 12)
 HISTORY_DAYS = 3650  # the pull reaches back this far: every valid row is inside it
+#: the most a metrics row holds under a CSV source's default ceilings (max_row_spend ...)
+CEILINGS = {column: int(most) for column, most in CsvSourceConfig(type="csv", name="fuzz", metrics=["m.csv"]).row_ceilings.items()}
 FIRST_DAY = TODAY - dt.timedelta(days=HISTORY_DAYS)
 HANG_SECONDS = 30  # a case still running after this is stopped and reported as a hang
 PARTIES = ("agency", "partner", "beacon")
@@ -139,6 +142,15 @@ def _name(rng: random.Random) -> str:
     return _text(rng, 0, 30).strip()
 
 
+# an account's or a campaign's name holds no control character or line separator
+_LABEL_CHARS = CONTROL_CHARACTERS.sub("", _NAME_CHARS)
+
+
+def _label(rng: random.Random) -> str:
+    """An account's or a campaign's name: any script, no control characters (``_name`` otherwise)."""
+    return _text(rng, 0, 30, _LABEL_CHARS).strip()
+
+
 def _ident(rng: random.Random, prefix: str) -> str:
     """An id unique to its case: kept as written, so leading zeros and inner spaces must survive."""
     body = rng.choice([
@@ -196,15 +208,15 @@ def valid_metrics(rng: random.Random, case: int) -> tuple[bytes, list[tuple]]:
     rows, expected = [], []
     for a in range(rng.randint(0, 3)):
         account = _ident(rng, f"{case}:{a}:")
-        account_name = _name(rng)
+        account_name = _label(rng)
         for c in range(rng.randint(1, 3)):
             campaign = _ident(rng, f"{c}-")
-            campaign_name = _name(rng)
+            campaign_name = _label(rng)
             hourly = "hour" in columns and rng.random() < 0.3
             for day in sorted({_day(rng) for _ in range(rng.randint(1, 4))}):
                 for hour in sorted({rng.randint(0, 23) for _ in range(rng.randint(1, 3))}) if hourly else [None]:
-                    spend = rng.choice([0.0, round(rng.uniform(0, 500), 2), rng.uniform(0, 1e6), float(rng.randint(0, 10**9))])
-                    clicks = rng.choice([0, rng.randint(0, 500), rng.randint(0, 2**40)])
+                    spend = rng.choice([0.0, round(rng.uniform(0, 500), 2), rng.uniform(0, 1e6), float(rng.randint(0, CEILINGS["spend"]))])
+                    clicks = rng.choice([0, rng.randint(0, 500), rng.randint(0, CEILINGS["clicks"])])
                     leads = rng.choice([0.0, float(rng.randint(0, 20)), rng.uniform(0, 10)])
                     impressions = rng.choice([None, 0, rng.randint(0, 10**7)])
                     currency = rng.choice(["", "USD", "eur", "Gbp", "JPY"])
@@ -990,6 +1002,10 @@ def _check_metrics(rows: list) -> str | None:
             return f"bad date or hour in {tuple(r)!r}"[:300]
         if not all(np.isfinite(v) and v >= 0 for v in (r.spend, r.leads)) or r.clicks < 0 or r.impressions < 0:
             return f"bad number in {tuple(r)!r}"[:300]
+        if any(getattr(r, column) > most for column, most in CEILINGS.items()):
+            return f"number beyond the source's ceilings in {tuple(r)!r}"[:300]
+        if CONTROL_CHARACTERS.search(r.account_id + r.campaign_id + r.account_name + r.campaign_name):
+            return f"control character in an id or a name in {tuple(r)!r}"[:300]
         if not re.fullmatch(r"[A-Z]{3}", r.currency):
             return f"bad currency in {tuple(r)!r}"[:300]
     return None
@@ -999,6 +1015,8 @@ def _check_changes(rows: list) -> str | None:
     for r in rows:
         if not r.account_id.strip() or not dt.datetime(1900, 1, 1) <= r.changed_at < dt.datetime(2200, 1, 1):
             return f"bad change {tuple(r)!r}"[:300]
+        if CONTROL_CHARACTERS.search(r.account_id + r.campaign_id):
+            return f"control character in an id in {tuple(r)!r}"[:300]
     return None
 
 

@@ -10,7 +10,10 @@ built only for the problems that are shown.
 Cells are stripped of surrounding whitespace; header names are also lower-cased. Blank lines and rows
 whose cells are all empty (spreadsheet exports leave them) are ignored. A file must be UTF-8 text (a
 byte-order mark is fine, a NUL byte is not); ids and client types may be as long as the store's
-columns hold them (64 and 40 characters), any cell up to the csv module's 131,072.
+columns hold them (64 and 40 characters), any cell up to the csv module's 131,072. Ids and names hold
+no control characters (``anomaly.schema.CONTROL_CHARACTERS``), and a metrics row holds no more than
+its source's ceilings (``max_row_spend`` ...), beyond which a figure is a typo or garbage, not an
+account's day.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import gc
 import glob
 import io
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from anomaly import store
 from anomaly.errors import DataError, Problem
 from anomaly.files import MAX_CSV_BYTES, FileReadError, read_limited
 from anomaly.schema import (
+    CONTROL_CHARACTERS,
     DAILY,
     empty_changes,
     empty_metrics,
@@ -65,21 +69,24 @@ _ROW = -1  # sort key of a whole-row problem: before the cell problems of the sa
 # The store keeps these in bounded columns; PostgreSQL refuses a longer value, and with it the pull.
 _METRIC_LENGTHS = {c: store.metrics.c[c].type.length for c in ("account_id", "campaign_id")}
 _CHANGE_LENGTHS = {c: store.changes.c[c].type.length for c in ("account_id", "campaign_id", "client_type")}
+_PLAIN = "text without control characters (a line break, tab, NUL or other C0/C1 control)"
 
 
 # ----------------------------------------------------------------------------------------------
 # public API
 
 
-def read_metrics_csv(path: str | Path, currency: str = "USD") -> pd.DataFrame:
+def read_metrics_csv(path: str | Path, currency: str = "USD", ceilings: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Read one metrics CSV into the canonical metrics frame (``anomaly.schema``).
 
     ``hour`` is ``DAILY`` where the file has no ``hour`` column or the cell is empty; an empty
-    ``currency`` cell means ``currency``. Raises ``DataError`` listing every problem in the file.
+    ``currency`` cell means ``currency``. ``ceilings`` maps ``spend``, ``impressions``, ``clicks``
+    and ``leads`` to the most one row may hold (a CSV source's ``max_row_*``). Raises ``DataError``
+    listing every problem in the file.
     """
     path = Path(path)
     report = _Report(str(path))
-    parsed = _parse_metrics(path, currency, report)
+    parsed = _parse_metrics(path, currency, report, ceilings or {})
     _check_metric_keys([parsed], [report])
     _raise_if_problems([report])
     assert parsed is not None
@@ -119,6 +126,7 @@ class CsvConnector:
 
     ``metrics`` and ``changes`` are file paths or glob patterns (anything with ``*?[``). Globs are
     expanded at every fetch, in sorted order, and may match nothing; a named file must exist.
+    ``ceilings`` are the most one metrics row may hold (see ``read_metrics_csv``).
     """
 
     def __init__(
@@ -127,11 +135,13 @@ class CsvConnector:
         metrics: Sequence[str | Path],
         changes: Sequence[str | Path] = (),
         currency: str = "USD",
+        ceilings: Mapping[str, float] | None = None,
     ):
         self.name = name
         self.metrics = tuple(metrics)
         self.changes = tuple(changes)
         self.currency = currency
+        self.ceilings = dict(ceilings or {})
 
     def fetch(self, start: dt.date, end: dt.date) -> Batch:
         """Return the metrics dated ``start``..``end`` and the changes made on those days (inclusive).
@@ -144,7 +154,7 @@ class CsvConnector:
         metric_reports = [_Report(str(p)) for p in metric_paths]
         change_reports = [_Report(str(p)) for p in change_paths]
 
-        parsed = [_parse_metrics(p, self.currency, r) for p, r in zip(metric_paths, metric_reports)]
+        parsed = [_parse_metrics(p, self.currency, r, self.ceilings) for p, r in zip(metric_paths, metric_reports)]
         _check_metric_keys(parsed, metric_reports)
         changes = [_parse_changes(p, r) for p, r in zip(change_paths, change_reports)]
         _raise_if_problems(metric_reports + change_reports)
@@ -220,6 +230,11 @@ def _quote(value: object) -> str:
 
 def _day(value: np.datetime64 | pd.Timestamp) -> str:
     return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def _figure(value: float) -> str:
+    """A ceiling as people write it: 10,000,000 or 2,500.5."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,25 +489,37 @@ class _Cells:
 
         self.report.add_rows(lines, self.table.header[column], describe)
 
-    def text(self, column: str, default: str | np.ndarray = "") -> np.ndarray:
-        """Stripped cells; ``default`` (a value or a column) where the cell is empty or the column absent."""
+    def text(self, column: str, default: str | np.ndarray = "", *, plain: bool = False) -> np.ndarray:
+        """Stripped cells; ``default`` (a value or a column) where the cell is empty or the column
+        absent. ``plain``: an id or a name, which holds no control characters."""
         if not self.has(column):
             return np.broadcast_to(np.asarray(default, dtype=object), (len(self.table),)).copy()
         values = self.table.stripped(column)
+        if plain:
+            self._plain(column, values)
         return np.where(values == "", default, values).astype(object)
 
     def required_text(self, column: str, longest: int | None = None) -> np.ndarray:
+        """An id: stripped cells, none empty, none with control characters, at most ``longest`` long."""
         values = self.table.stripped(column)
         self.fail(column, values == "", "a non-empty value")
+        self._plain(column, values)
         if longest is not None:
             self.fail(column, self._longer(values, longest), f"at most {longest} characters")
         return values
 
-    def bounded_text(self, column: str, longest: int) -> np.ndarray:
+    def bounded_text(self, column: str, longest: int, *, plain: bool = False) -> np.ndarray:
         """``text`` whose cells hold at most ``longest`` characters once stripped."""
         if self.has(column):
             self.fail(column, self._longer(self.table.stripped(column), longest), f"at most {longest} characters")
-        return self.text(column)
+        return self.text(column, plain=plain)
+
+    def _plain(self, column: str, values: np.ndarray) -> None:
+        # ids and names repeat across rows: search each distinct value once
+        codes, uniques = pd.factorize(values)
+        if len(uniques):
+            controls = pd.Series(uniques, dtype=object).str.contains(CONTROL_CHARACTERS).to_numpy(dtype=bool)
+            self.fail(column, controls[codes], _PLAIN)
 
     @staticmethod
     def _longer(values: np.ndarray, longest: int) -> np.ndarray:
@@ -529,8 +556,9 @@ class _Cells:
         return stamps.astype("datetime64[ns]")
 
     def number(self, column: str, *, whole: bool = False, high: float | None = None,
-               empty: float | None = None, expected: str | None = None) -> np.ndarray:
-        """Finite numbers >= 0 (``whole``: integers, as int64); an empty cell is ``empty`` if given."""
+               empty: float | None = None, expected: str | None = None, ceiling: float | None = None) -> np.ndarray:
+        """Finite numbers >= 0 (``whole``: integers, as int64); an empty cell is ``empty`` if given.
+        A number above ``ceiling`` (a source's ``max_row_<column>``) is reported as such."""
         cells = self.table.cells[column]
         codes, uniques = pd.factorize(cells)
         if len(uniques) * 4 < len(cells):
@@ -553,6 +581,10 @@ class _Cells:
         if expected is None:
             expected = "a whole number >= 0" if whole else "a number >= 0"
         self.fail(column, bad, expected)
+        if ceiling is not None:
+            over = ~bad & ~blank & (values > ceiling)
+            self.fail(column, over, f"at most {_figure(ceiling)} (the source's max_row_{column})")
+            bad |= over
         values = np.where(bad, 0.0, values)
         if empty is not None:
             values[blank] = empty
@@ -585,7 +617,7 @@ class _Metrics:
     ok: np.ndarray  # rows whose cells all passed
 
 
-def _parse_metrics(path: Path, currency: str, report: _Report) -> _Metrics | None:
+def _parse_metrics(path: Path, currency: str, report: _Report, ceilings: Mapping[str, float]) -> _Metrics | None:
     table = _read_table(path, METRICS_REQUIRED, METRICS_OPTIONAL, report)
     if table is None:
         return None
@@ -601,20 +633,22 @@ def _parse_metrics(path: Path, currency: str, report: _Report) -> _Metrics | Non
                 else np.full(len(table), DAILY, dtype=np.int64)
             ),
             "account_id": account_id,
-            "account_name": cells.text("account_name", default=account_id),
+            "account_name": cells.text("account_name", default=account_id, plain=True),
             "campaign_id": campaign_id,
-            "campaign_name": cells.text("campaign_name", default=campaign_id),
+            "campaign_name": cells.text("campaign_name", default=campaign_id, plain=True),
             "currency": (
                 cells.currency("currency", currency.upper())
                 if cells.has("currency")
                 else np.full(len(table), currency.upper(), dtype=object)
             ),
-            "spend": cells.number("spend"),
+            "spend": cells.number("spend", ceiling=ceilings.get("spend")),
             "impressions": (
-                cells.number("impressions", whole=True, empty=0) if cells.has("impressions") else 0
+                cells.number("impressions", whole=True, empty=0, ceiling=ceilings.get("impressions"))
+                if cells.has("impressions")
+                else 0
             ),
-            "clicks": cells.number("clicks", whole=True),
-            "leads": cells.number("leads"),
+            "clicks": cells.number("clicks", whole=True, ceiling=ceilings.get("clicks")),
+            "leads": cells.number("leads", ceiling=ceilings.get("leads")),
             "_line": table.lines,
         }
     )
@@ -696,7 +730,10 @@ def _parse_changes(path: Path, report: _Report) -> pd.DataFrame | None:
         {
             "changed_at": cells.datetime_utc("changed_at"),
             "account_id": cells.required_text("account_id", _CHANGE_LENGTHS["account_id"]),
-            **{c: cells.bounded_text(c, _CHANGE_LENGTHS[c]) if c in _CHANGE_LENGTHS else cells.text(c) for c in CHANGES_OPTIONAL},
+            **{
+                c: cells.bounded_text(c, _CHANGE_LENGTHS[c], plain=c == "campaign_id") if c in _CHANGE_LENGTHS else cells.text(c)
+                for c in CHANGES_OPTIONAL
+            },
         }
     )
 
@@ -715,7 +752,7 @@ def _parse_ownership(path: Path, parties: Collection[str], report: _Report) -> p
     frame = pd.DataFrame(
         {
             "account_id": cells.required_text("account_id"),
-            "campaign_id": cells.text("campaign_id"),
+            "campaign_id": cells.text("campaign_id", plain=True),
             "party": cells.choice("party", known, f"one of the parties {listed}"),
             "start": cells.date("start"),
             "end": (

@@ -103,7 +103,8 @@ CONFIG_ERRORS = [
         "sources:\n  - {type: csv, name: s, metrics: [m.csv], lookbak_days: 3}\n",
         [
             "config.yaml: sources[0].lookbak_days: unknown key; did you mean 'lookback_days'? expected one of: "
-            "changes, currency, history_days, lookback_days, metrics, name, schedule, type"
+            "changes, currency, history_days, lookback_days, max_row_clicks, max_row_impressions, max_row_leads, "
+            "max_row_spend, metrics, name, schedule, type"
         ],
         id="unknown-key-in-source",
     ),

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from anomaly.config import CsvSourceConfig
 from anomaly.errors import DataError
 from anomaly.schema import CHANGE_COLUMNS, DAILY, METRIC_COLUMNS, OWNERSHIP_COLUMNS
 from connectors.csv_files import CsvConnector, read_changes_csv, read_metrics_csv, read_ownership_csv
@@ -234,12 +235,88 @@ LIMIT_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("content, expected", METRIC_ERRORS + LIMIT_ERRORS)
+PLAIN = "expected text without control characters (a line break, tab, NUL or other C0/C1 control)"
+NAMED = "date,account_id,account_name,campaign_id,campaign_name,spend,clicks,leads\n"
+
+CONTROL_ERRORS = [
+    pytest.param(
+        HEADER + '2026-07-01,"10\n01",55,100,20,2\n2026-07-01,1001,56,100,20,x\n',
+        [f"line 2, column account_id: {PLAIN}, got '10\\n01'", "line 4, column leads: expected a number >= 0, got 'x'"],
+        id="newline-in-account-id",
+    ),
+    pytest.param(HEADER + '2026-07-01,1001,"5\r5",100,20,2\n', [f"line 2, column campaign_id: {PLAIN}, got '5\\r5'"], id="carriage-return-in-campaign-id"),
+    pytest.param(NAMED + "2026-07-01,1001,Acme,55,Brand\tExact,100,20,2\n", [f"line 2, column campaign_name: {PLAIN}, got 'Brand\\tExact'"], id="tab-in-campaign-name"),
+    pytest.param(NAMED + "2026-07-01,1001,Ac\x1b[31mme,55,Brand,100,20,2\n", [f"line 2, column account_name: {PLAIN}, got 'Ac\\x1b[31mme'"], id="escape-in-account-name"),
+    pytest.param(NAMED + "2026-07-01,1001,Acme,55,Br\x85and,100,20,2\n", [f"line 2, column campaign_name: {PLAIN}, got 'Br\\x85and'"], id="c1-control-in-campaign-name"),
+    pytest.param(HEADER + "2026-07-01,10\x7f01,55,100,20,2\n", [f"line 2, column account_id: {PLAIN}, got '10\\x7f01'"], id="delete-in-account-id"),
+    pytest.param(NAMED + "2026-07-01,1001,Acme,55,Brand\u2028Exact,100,20,2\n", [f"line 2, column campaign_name: {PLAIN}, got 'Brand\\u2028Exact'"], id="line-separator-in-campaign-name"),
+]
+
+
+@pytest.mark.parametrize("content, expected", METRIC_ERRORS + LIMIT_ERRORS + CONTROL_ERRORS)
 def test_metrics_error(tmp_path, content, expected):
     path = write(tmp_path / "m.csv", content)
     with pytest.raises(DataError) as excinfo:
         read_metrics_csv(path)
     assert str(excinfo.value) == message(path, *expected)
+
+
+#: the ceilings a CSV source has unless its config says otherwise
+CEILINGS = CsvSourceConfig(type="csv", name="s", metrics=["m.csv"]).row_ceilings
+IMPRESSIONS = "date,account_id,campaign_id,spend,impressions,clicks,leads\n"
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        pytest.param(
+            HEADER + "2026-07-01,1001,55,100,20,2\n2026-07-02,1001,55,1e300,20,2\n",
+            ["line 3, column spend: expected at most 10,000,000 (the source's max_row_spend), got '1e300'"],
+            id="spend-1e300",
+        ),
+        pytest.param(
+            HEADER + "2026-07-01,1001,55,10000000.01,20,2\n",
+            ["line 2, column spend: expected at most 10,000,000 (the source's max_row_spend), got '10000000.01'"],
+            id="spend-just-over",
+        ),
+        pytest.param(
+            IMPRESSIONS + "2026-07-01,1001,55,100,1000000001,20,2\n",
+            ["line 2, column impressions: expected at most 1,000,000,000 (the source's max_row_impressions), got '1000000001'"],
+            id="impressions-over",
+        ),
+        pytest.param(
+            HEADER + "2026-07-01,1001,55,100,1e9,2\n",
+            ["line 2, column clicks: expected at most 100,000,000 (the source's max_row_clicks), got '1e9'"],
+            id="clicks-over",
+        ),
+        pytest.param(
+            HEADER + "2026-07-01,1001,55,100,20,1000000.5\n",
+            ["line 2, column leads: expected at most 1,000,000 (the source's max_row_leads), got '1000000.5'"],
+            id="leads-over",
+        ),
+        pytest.param(
+            HEADER + "2026-07-01,1001,55,1e300,20,-1\n",
+            ["line 2, column spend: expected at most 10,000,000 (the source's max_row_spend), got '1e300'",
+             "line 2, column leads: expected a number >= 0, got '-1'"],
+            id="with-other-problems-in-line-and-column-order",
+        ),
+    ],
+)
+def test_metrics_beyond_any_real_account(tmp_path, content, expected):
+    path = write(tmp_path / "m.csv", content)
+    with pytest.raises(DataError) as excinfo:
+        read_metrics_csv(path, ceilings=CEILINGS)
+    assert str(excinfo.value) == message(path, *expected)
+
+
+def test_metrics_at_the_ceilings_and_under_raised_ones_load(tmp_path):
+    at = write(tmp_path / "at.csv", IMPRESSIONS + "2026-07-01,1001,55,10000000,1000000000,100000000,1000000\n")
+    assert read_metrics_csv(at, ceilings=CEILINGS)[["spend", "impressions", "clicks", "leads"]].values.tolist() == [
+        [10_000_000, 1_000_000_000, 100_000_000, 1_000_000]
+    ]
+    yen = CsvSourceConfig(type="csv", name="s", metrics=["m.csv"], currency="JPY", max_row_spend=500_000_000).row_ceilings
+    big = write(tmp_path / "yen.csv", HEADER + "2026-07-01,1001,55,80000000,20,2\n")
+    assert read_metrics_csv(big, "JPY", ceilings=yen)["spend"].tolist() == [80_000_000]
 
 
 def test_metrics_file_not_found(tmp_path):
@@ -269,7 +346,7 @@ def test_good_metrics_file_loads_canonical_frame(tmp_path):
     content = (
         "\ufeff Date ,ACCOUNT_ID,campaign_id,campaign_name,account_name,currency,"
         "spend,impressions,clicks,leads\r\n"
-        '2026-07-01,00123,0055,"Brand, exact ""EU""\nsecond line",,eur,12.50,1000,12.0,1.5\r\n'
+        '2026-07-01,00123,0055,"Brand, exact ""EU""",,eur,12.50,1000,12.0,1.5\r\n'
         "\r\n"
         ",,,,,,,,,\r\n"
         "2026-07-02, 00123 ,0055,,Acme,,0,,0,0.25\r\n"
@@ -282,7 +359,7 @@ def test_good_metrics_file_loads_canonical_frame(tmp_path):
             "account_id": ["00123", "00123"],
             "account_name": ["00123", "Acme"],
             "campaign_id": ["0055", "0055"],
-            "campaign_name": ['Brand, exact "EU"\nsecond line', "0055"],
+            "campaign_name": ['Brand, exact "EU"', "0055"],
             "currency": ["EUR", "GBP"],
             "spend": [12.5, 0.0],
             "impressions": np.array([1000, 0], dtype="int64"),
@@ -385,6 +462,11 @@ CHANGE_LIMIT_ERRORS = [
         ["line 2: not valid UTF-8 text (a NUL byte at offset 41; is the file UTF-16 or binary?); save the file as UTF-8"],
         id="nul-byte",
     ),
+    pytest.param(
+        'changed_at,account_id,campaign_id\n2026-07-09T14:03,1001,"5\n5"\n2026-07-09T14:04,10\x1b01,55\n',
+        [f"line 2, column campaign_id: {PLAIN}, got '5\\n5'", f"line 4, column account_id: {PLAIN}, got '10\\x1b01'"],
+        id="control-characters-in-ids",
+    ),
 ]
 
 
@@ -455,6 +537,11 @@ OWNERSHIP_ERRORS = [
         "account_id,campaign_id,party\n",
         ["header: missing required column 'start'"],
         id="missing-start",
+    ),
+    pytest.param(
+        'account_id,campaign_id,party,start\n"10\n01",,agency,2026-07-01\n1001,5\t5,agency,2026-07-01\n',
+        [f"line 2, column account_id: {PLAIN}, got '10\\n01'", f"line 4, column campaign_id: {PLAIN}, got '5\\t5'"],
+        id="control-characters-in-ids",
     ),
 ]
 

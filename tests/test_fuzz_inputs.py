@@ -38,6 +38,7 @@ from pydantic import BaseModel, SecretStr
 from anomaly.config import Config, CsvSourceConfig, load_config
 from anomaly.errors import ConfigError, DataError, InputError
 from anomaly.pipeline import make_connector
+from anomaly.schema import CONTROL_CHARACTERS
 from anomaly.store import Store, changes, metrics, pulls
 from connectors.csv_files import read_ownership_csv
 
@@ -119,12 +120,16 @@ def valid_metric_rows(rows: list) -> bool:
         r.account_id.strip() and r.campaign_id.strip() and len(r.account_id) <= 64 and len(r.campaign_id) <= 64
         and FIRST <= r.date <= LAST and -1 <= r.hour <= 23 and re.fullmatch(r"[A-Z]{3}", r.currency)
         and np.isfinite(r.spend) and r.spend >= 0 and np.isfinite(r.leads) and r.leads >= 0 and r.clicks >= 0 and r.impressions >= 0
+        and r.spend <= CEILINGS["spend"] and r.leads <= CEILINGS["leads"] and r.clicks <= CEILINGS["clicks"]
+        and r.impressions <= CEILINGS["impressions"]
+        and not CONTROL_CHARACTERS.search(r.account_id + r.campaign_id + r.account_name + r.campaign_name)
         for r in rows
     )
 
 
 def valid_change_rows(rows: list) -> bool:
     return all(r.account_id.strip() and len(r.account_id) <= 64 and len(r.client_type) <= 40
+               and not CONTROL_CHARACTERS.search(r.account_id + r.campaign_id)
                and dt.datetime(1900, 1, 1) <= r.changed_at < dt.datetime(2200, 1, 1) for r in rows)
 
 
@@ -143,11 +148,15 @@ def timed(load: Callable[[], Any]) -> Any:
 # any character but surrogates (not UTF-8) and NUL (no text file holds one)
 any_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
 names = any_text.map(str.strip)
+# what an id or a campaign's or account's name may hold: any character but the controls and line
+# separators (anomaly.schema.CONTROL_CHARACTERS)
+plain_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=30)
+plain_names = plain_text.map(str.strip)
 ids = st.one_of(
     st.integers(0, 10**12).map(str),
     st.from_regex(r"0[0-9]{1,10}", fullmatch=True),  # leading zeros are kept
     st.text(string.ascii_letters + string.digits + "-_.:/ éΩ中", min_size=1, max_size=20),
-    any_text,
+    plain_text,
 ).map(str.strip).filter(lambda s: 0 < len(s) <= 64)
 
 
@@ -158,8 +167,12 @@ def written(value: float, whole: bool = False) -> st.SearchStrategy[str]:
     return st.sampled_from([repr(value), f"{value:.17g}", f" {value!r}\t", f"{value:.17e}", f"+{value!r}"])
 
 
-money = st.floats(min_value=0, max_value=1e300, allow_nan=False, allow_infinity=False)
-counts = st.integers(0, 2**53)
+#: a CSV source's ceilings by default: one row holds no more (max_row_spend ...)
+CEILINGS = CsvSourceConfig(type="csv", name="fuzz", metrics=["m.csv"]).row_ceilings
+spend_money = st.floats(min_value=0, max_value=CEILINGS["spend"], allow_nan=False, allow_infinity=False)
+lead_counts = st.floats(min_value=0, max_value=CEILINGS["leads"], allow_nan=False, allow_infinity=False)
+click_counts = st.integers(0, int(CEILINGS["clicks"]))
+impression_counts = st.integers(0, int(CEILINGS["impressions"]))
 
 
 def csv_file(draw: st.DrawFn, header: list[str], rows: list[list[str]]) -> bytes:
@@ -192,9 +205,9 @@ def metric_files(draw: st.DrawFn) -> tuple[bytes, list[tuple]]:
     keys = draw(st.lists(st.tuples(ids, ids, st.dates(FIRST, LAST)), max_size=8, unique=True))  # one row per campaign-day
     rows, expected = [], []
     for account, campaign, day in keys:
-        spend, leads, clicks = draw(money), draw(money), draw(counts)
-        impressions, hour = draw(st.none() | counts), draw(st.none() | st.integers(0, 23))
-        account_name, campaign_name = draw(names), draw(names)
+        spend, leads, clicks = draw(spend_money), draw(lead_counts), draw(click_counts)
+        impressions, hour = draw(st.none() | impression_counts), draw(st.none() | st.integers(0, 23))
+        account_name, campaign_name = draw(plain_names), draw(plain_names)
         currency = draw(st.sampled_from(["", "usd", "EUR", "Gbp"]))
         cells = {
             "date": day.isoformat(),

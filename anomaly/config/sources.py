@@ -20,7 +20,19 @@ class CsvSourceConfig(StrictModel):
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     lookback_days: Int = Field(7, ge=0, le=90)
     history_days: Int = Field(400, ge=1, le=3650)
+    # The most one metrics row (a campaign's day, or hour) may hold: beyond these a figure is a typo
+    # or garbage, not an account's day, and its file is refused. Spend is in the account's currency:
+    # raise it for a currency of small units (JPY, KRW, IDR ...).
+    max_row_spend: Float = Field(10_000_000, gt=0)
+    max_row_impressions: Int = Field(1_000_000_000, gt=0)
+    max_row_clicks: Int = Field(100_000_000, gt=0)
+    max_row_leads: Float = Field(1_000_000, gt=0)
     schedule: ScheduleConfig = ScheduleConfig()
+
+    @property
+    def row_ceilings(self) -> dict[str, float]:
+        """``max_row_*`` by metrics column, as ``connectors.csv_files.CsvConnector`` takes them."""
+        return {column: getattr(self, f"max_row_{column}") for column in ("spend", "impressions", "clicks", "leads")}
 
 
 CustomerId = Annotated[str, Field(pattern=r"^\d{10}$")]
