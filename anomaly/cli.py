@@ -46,10 +46,14 @@ def _config_path(args: argparse.Namespace) -> Path:
     return Path(args.config) if args.config else default_config_path()
 
 
-def _load(args: argparse.Namespace) -> tuple[Config, list, pd.DataFrame, Path]:
-    """Config, rules and ownership periods (the ownership file is config too), each read once."""
+def _load(args: argparse.Namespace, *, require_sources: bool = False) -> tuple[Config, list, pd.DataFrame, Path]:
+    """Config, rules and ownership periods (the ownership file is config too), each read once.
+
+    ``require_sources`` for the commands that validate or pull (check, run, serve, demo): the ones
+    that only read the store (backtest, incidents, report, silence, status) also take a config that
+    names no source, e.g. one that only points at a store another config's service fills."""
     path = _config_path(args)
-    config, rules = load_config(path)
+    config, rules = load_config(path, require_sources=require_sources)
     return config, rules, ownership_periods(config), path
 
 
@@ -64,7 +68,7 @@ def _store(config: Config) -> Store:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        config, rules, periods, path = _load(args)
+        config, rules, periods, path = _load(args, require_sources=True)
     except InputError as exc:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found.", file=sys.stderr)
@@ -81,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from anomaly.alerts import make_sinks
     from anomaly.pipeline import run_cycle
 
-    config, rules, periods, _ = _load(args)
+    config, rules, periods, _ = _load(args, require_sources=True)
     store = _store(config)
     report = run_cycle(config, rules, periods, store, make_sinks(config), today=args.today, as_of=args.as_of)
     for p in report.pulls:
@@ -98,7 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from anomaly.service import serve
 
-    return serve(_config_path(args))
+    path = _config_path(args)
+    load_config(path, require_sources=True)  # the service loads it again for each job; without a source it does not start
+    return serve(path)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -114,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from anomaly.alerts import make_sinks
     from anomaly.pipeline import run_cycle
 
-    config, rules, periods, path = _load(args)
+    config, rules, periods, path = _load(args, require_sources=True)
     folder = path.resolve().parent / "sample"
     _reset_demo_outputs(config, folder)
     sample.write_sample(folder)

@@ -1069,13 +1069,14 @@ def test_read_yaml_refuses_python_tags(tmp_path: Path) -> None:
 def test_cli_check_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_case(
         tmp_path,
-        PARTY_A + "ownership:\n  assignments:\n    - {account_id: '1001', history: [{party: a, since: 2026-01-01}]}\n",
+        PARTY_A + "sources:\n  - {type: csv, name: s, metrics: [m.csv]}\n"
+        + "ownership:\n  assignments:\n    - {account_id: '1001', history: [{party: a, since: 2026-01-01}]}\n",
         rule("- {name: r1, type: cpl_ratio, warning: 2}\n- {name: r2, type: cpl_ratio, warning: 3, enabled: false}\n"),
     )
     assert cli.main(["--config", str(path), "check"]) == 0
     out, err = capsys.readouterr()
     root = tmp_path.resolve()
-    assert out == f"{path}: OK — 0 source(s), 1 party, 1 ownership period(s), 1 enabled rule(s) of 2 in {root}/rules\n"
+    assert out == f"{path}: OK — 1 source(s), 1 party, 1 ownership period(s), 1 enabled rule(s) of 2 in {root}/rules\n"
     assert err == ""
 
 
@@ -1091,11 +1092,12 @@ def test_cli_check_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFix
     assert err == expected(
         tmp_path,
         [
+            f"config.yaml: sources: {NO_SOURCE}",
             "config.yaml: detection.forest.n_estimators: input should be greater than or equal to 1, got 0",
             f"rules/a.yaml: rules[0].windw_days: unknown key; did you mean 'window_days'? expected one of: {RULE_KEYS}",
             "rules/a.yaml: rules[1].warning: must be a score > 0 and < 1, got 1",
         ],
-    ) + "\n3 problems found.\n"
+    ) + "\n4 problems found.\n"
 
 
 @pytest.mark.parametrize(
@@ -1113,6 +1115,52 @@ def test_a_rule_that_needs_the_forest_needs_it_enabled(tmp_path: Path, text: str
     (tmp_path / "on").mkdir()
     write_case(tmp_path / "on", WITH_FOREST, rule(text))
     assert [r.name for r in load_config(tmp_path / "on" / "config.yaml", environ={})[1]] == ["f1"]
+
+
+NO_SOURCE = "at least one source is needed (a csv source with its metrics files, or a google_ads source), got none"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("", id="empty-file"),
+        pytest.param("---\n", id="empty-document"),
+        pytest.param("null\n", id="null"),
+        pytest.param("# nothing yet\n", id="only-a-comment"),
+        pytest.param("sources: []\n", id="empty-list"),
+        pytest.param(PARTY_A, id="parties-but-no-source"),
+    ],
+)
+@pytest.mark.parametrize("command", ["check", "run", "serve", "demo"])
+def test_a_config_without_a_source_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, text: str, command: str
+) -> None:
+    def serve(path: Path) -> int:
+        raise AssertionError("anomaly serve started on a config without a source")
+
+    monkeypatch.setattr("anomaly.service.serve", serve)
+    path = write_case(tmp_path, text)
+    assert cli.main(["--config", str(path), command]) == 1
+    out, err = capsys.readouterr()
+    problem = expected(tmp_path, [f"config.yaml: sources: {NO_SOURCE}"])
+    after = "1 problem found." if command == "check" else "The configuration is invalid; `anomaly check` lists every problem."
+    assert (out, err) == ("", f"{problem}\n{after}\n")
+    assert not (tmp_path / "anomaly.db").exists()  # nothing ran
+
+
+def test_commands_that_only_read_the_store_take_a_config_without_a_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # e.g. a partner manager's config that points at the store the service fills, to backtest a rule change
+    path = write_case(tmp_path, "store: {url: 'sqlite:///shared.db'}\n")
+    assert cli.main(["--config", str(path), "incidents"]) == 0
+    assert capsys.readouterr() == ("(none)\n", "")
+
+
+def test_a_config_without_a_source_loads_for_a_replay_of_frames_in_memory(tmp_path: Path) -> None:
+    # benchmarks/detection_quality.py and backtest_speed.py replay frames they generate: no source to pull
+    path = write_case(tmp_path, "alerts: {sinks: []}\n")
+    config, rules = load_config(path, environ={})
+    assert (config.sources, [r.name for r in rules]) == ([], ["r1"])
+    assert str(load_error(path, environ={}, require_sources=True)) == expected(tmp_path, [f"config.yaml: sources: {NO_SOURCE}"])
 
 
 def test_cli_check_repo_config(capsys: pytest.CaptureFixture[str]) -> None:

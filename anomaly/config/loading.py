@@ -109,8 +109,19 @@ def default_config_path(environ: dict[str, str] | None = None) -> Path:
     return here if here.exists() else PROJECT_CONFIG
 
 
-def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> tuple[Config, list[RuleBase]]:
-    """Load config.yaml and the rules it points to. Raise ConfigError listing every problem."""
+#: What a config the service runs on lacks without a source.
+NO_SOURCE = "at least one source is needed (a csv source with its metrics files, or a google_ads source), got none"
+
+
+def load_config(
+    path: str | Path, *, environ: dict[str, str] | None = None, require_sources: bool = False
+) -> tuple[Config, list[RuleBase]]:
+    """Load config.yaml and the rules it points to. Raise ConfigError listing every problem.
+
+    With ``require_sources`` the config must name at least one source, as every config the service
+    runs on must (``anomaly check``, ``run``, ``serve`` and ``demo`` ask for it): an empty
+    config.yaml is no config. A replay of frames held in memory (a benchmark, a test, a notebook), or
+    a command that only reads the store, needs none."""
     path = Path(path).resolve()
     raw = read_yaml(path)
     if raw is None:
@@ -119,6 +130,8 @@ def load_config(path: str | Path, *, environ: dict[str, str] | None = None) -> t
         raise ConfigError([Problem(str(path), "", f"expected a mapping of settings, got {type(raw).__name__}")])
     hidden: dict[str, str] = {}
     raw, problems = interpolate_env(raw, str(path), environ, hidden)
+    if require_sources and raw.get("sources", []) == []:  # anything else that is not a list of sources is the model's to report
+        problems.append(Problem(str(path), "sources", NO_SOURCE))
     try:
         config = Config.model_validate(raw, context={"base_dir": str(path.parent)})
     except ValidationError as exc:
