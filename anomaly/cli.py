@@ -83,13 +83,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from anomaly.alerts import make_sinks
-    from anomaly.pipeline import run_cycle
+    from anomaly.pipeline import pull_lines, run_cycle
 
     config, rules, periods, _ = _load(args, require_sources=True)
     store = _store(config)
     report = run_cycle(config, rules, periods, store, make_sinks(config), today=args.today, as_of=args.as_of)
     for p in report.pulls:
-        print(f"pulled {p.source} {p.start}..{p.end}: {p.metric_rows} metric rows, {p.change_rows} changes", file=sys.stderr)
+        print("\n".join(pull_lines(p)), file=sys.stderr)
     d = report.delivery
     print(
         f"as of {report.as_of or 'no data'}: {report.incidents} incident(s), {report.open_incidents} open; "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -16,7 +18,7 @@ from anomaly.detect import detect
 from anomaly.errors import AnomalyError
 from anomaly.incidents import Incident, build_incidents, reconcile
 from anomaly.ownership import domain_map, ownership_periods, with_inferred
-from anomaly.store import Store
+from anomaly.store import FILE_STATUSES, SourceFile, Store
 from connectors.base import Connector
 from connectors.csv_files import CsvConnector
 
@@ -36,11 +38,60 @@ def make_connector(source, config: Config) -> Connector:
 
 @dataclass(frozen=True)
 class PullReport:
+    """One source pulled: the days asked for and the rows stored; for a file source, the files it
+    read and whether they held no rows at all (then the cursor stayed at ``cursor``)."""
+
     source: str
     start: dt.date
     end: dt.date
     metric_rows: int
     change_rows: int
+    files: tuple[SourceFile, ...] = ()
+    no_rows: bool = False
+    cursor: dt.date | None = None  # the source's cursor after the pull
+
+
+def pull_lines(report: PullReport) -> list[str]:
+    """A pull as ``anomaly run`` prints it: the rows stored, then what its files held (``file_lines``)."""
+    lines = [f"pulled {report.source} {report.start}..{report.end}: {report.metric_rows} metric rows, {report.change_rows} changes"]
+    lines += [f"  {line}" for line in file_lines(report.files, lambda moment: f"{moment:%Y-%m-%d %H:%M:%S} UTC")]
+    if report.no_rows:
+        lines.append(f"  {no_rows_text(report.cursor)}")
+    return lines
+
+
+def no_rows_text(cursor: dt.date | None) -> str:
+    stays = f"the cursor stays at {cursor}" if cursor else "the source has no cursor yet"
+    return f"no metrics file holds a row, which is no data (not zero activity): {stays}"
+
+
+def file_lines(files: Sequence[SourceFile], when: Callable[[dt.datetime], str], *, most: int = 10) -> list[str]:
+    """What a pull found in a file source's files: how many were new, changed or unchanged; each
+    one read in full (new or changed) with its rows, their days and how many were stored; each
+    empty metrics file; and the file modified last (``when`` writes its time). At most ``most``
+    files are named of each kind."""
+    if not files:
+        return []
+    counts = Counter(f.status for f in files)
+    empty = [f for f in files if f.kind == "metrics" and f.empty]
+    summary = ", ".join(f"{counts[status]} {status}" for status in FILE_STATUSES if counts[status])
+    lines = [f"files: {len(files)} read ({summary})" + (f", {len(empty)} empty" if empty else "")]
+    read_in_full = [
+        f"{f.status}: {f.path}: {f.rows} row(s) dated {f.first_day}..{f.last_day}, "
+        + ("all stored" if f.stored == f.rows else f"{f.stored} stored (the others are outside the days pulled)")
+        for f in files
+        if f.status != "unchanged" and not f.empty
+    ]
+    lines += _at_most(read_in_full, most)
+    lines += _at_most([f"empty: {f.path} ({'0 bytes' if f.size == 0 else 'no data rows'}): not counted as data" for f in empty], most)
+    latest = max((f for f in files if f.modified_at is not None), key=lambda f: (f.modified_at, f.path), default=None)
+    if latest is not None:
+        lines.append(f"latest file: {latest.path}, modified {when(latest.modified_at)}")
+    return lines
+
+
+def _at_most(lines: list[str], most: int) -> list[str]:
+    return lines if len(lines) <= most else lines[:most] + [f"... and {len(lines) - most} more"]
 
 
 @dataclass(frozen=True)
@@ -92,18 +143,40 @@ def pull_source(config: Config, source, store: Store, today: dt.date) -> PullRep
     its first pull, and never further) through ``today``, and upsert it. Starting from the cursor
     catches up every day missed since the last pull; a pull that left accounts out (an exhausted
     quota, a refused account) keeps the cursor where it was, so the next pull fetches their days
-    again. A source with bad data changes nothing."""
+    again. A source with bad data changes nothing.
+
+    A file source reads each file that is new or changed since it was last read (the store keeps
+    each one's content hash) in full, back to ``history_days``, whatever its dates: a late export
+    is read when it arrives. An unchanged file gives the look-back's days only. A pull whose
+    metrics files hold no rows (none found, or each empty) is recorded but does not move the
+    cursor either."""
     last = store.last_pull_end(source.name)
     earliest = today - dt.timedelta(days=source.history_days)
     start = max(last - dt.timedelta(days=source.lookback_days), earliest) if last else earliest
     start = min(start, today)
     log.info("pulling %s %s..%s", source.name, start, today)
-    batch = make_connector(source, config).fetch(start, today)
+    connector = make_connector(source, config)
+    if isinstance(connector, CsvConnector):
+        batch = connector.fetch(start, today, read=store.file_digests(source.name), earliest=earliest)
+    else:
+        batch = connector.fetch(start, today)
     for failure in batch.failures:
         log.error("source %r: left out of the pull of %s..%s, pulled again next time: %s", source.name, start, today, failure)
-    result = store.ingest(source.name, start, today, batch.metrics, batch.changes, batch.ownership, complete=not batch.failures)
-    log.info("pulled %s %s..%s: %d metric rows, %d changes", source.name, start, today, result.metric_rows, result.change_rows)
-    return PullReport(source.name, start, today, result.metric_rows, result.change_rows)
+    result = store.ingest(
+        source.name, start, today, batch.metrics, batch.changes, batch.ownership,
+        complete=not batch.failures, no_rows=batch.no_rows, files=batch.files,
+    )
+    report = PullReport(
+        source.name, start, today, result.metric_rows, result.change_rows, batch.files, batch.no_rows,
+        store.last_pull_end(source.name) if batch.no_rows or batch.failures else today,
+    )
+    for line in pull_lines(report):
+        log.info("%s", line.strip())
+    for empty in (f for f in batch.files if f.kind == "metrics" and f.empty):
+        log.warning("source %r: the file %s holds no rows: not counted as data", source.name, empty.path)
+    if batch.no_rows:
+        log.warning("source %r: %s", source.name, no_rows_text(report.cursor))
+    return report
 
 
 def derive_incidents(

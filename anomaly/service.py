@@ -73,7 +73,7 @@ from anomaly.alerts.slack_app import SlackAppRunner
 from anomaly.config import Config, RuleBase, ScheduleConfig, load_config, resolve_sink_name
 from anomaly.errors import AnomalyError, InputError, Problem
 from anomaly.ownership import ownership_periods
-from anomaly.pipeline import pull_source, run_cycle
+from anomaly.pipeline import file_lines, no_rows_text, pull_source, run_cycle
 from anomaly.redaction import redact
 from anomaly.store import PullRecord, ServiceLock, Store, utcnow
 
@@ -490,7 +490,8 @@ def _stop_on_signal(read_fd: int, service: Service) -> None:
 
 
 def status_text(config: Config, store: Store, file: str, *, now: dt.datetime | None = None) -> str:
-    """What ``anomaly status`` prints: each source's last pull and next run, the delivery and refit
+    """What ``anomaly status`` prints: each source's last pull (for a file source, the files it
+    read: new, changed, unchanged or empty, and the latest) and next run, the delivery and refit
     schedule, the lock holder, pending notifications and open incidents."""
     cron = schedule_triggers(config)
     now = _aware(now or utcnow())
@@ -500,7 +501,11 @@ def status_text(config: Config, store: Store, file: str, *, now: dt.datetime | N
     last = store.last_pulls()
     for source in config.sources:
         trigger = cron[pull_job_id(source.name)]
-        lines.append(f"  {source.name}: {_pull_text(last.get(source.name), zone)}")
+        pull = last.get(source.name)
+        cursor = store.last_pull_end(source.name) if pull is not None and pull.no_rows else None
+        lines.append(f"  {source.name}: {_pull_text(pull, zone, cursor)}")
+        if pull is not None:
+            lines += [f"    {line}" for line in file_lines(store.last_pull_files(source.name), lambda moment: _when(moment, zone))]
         lines.append(f"    next run {_when(trigger.get_next_fire_time(None, now), zone)} ({trigger_text(trigger)})")
     every = f"every {config.service.deliver_every_minutes} min"
     if lock is None:
@@ -532,13 +537,18 @@ def _lock_line(lock: ServiceLock | None, now: dt.datetime, zone: ZoneInfo) -> st
     )
 
 
-def _pull_text(pull: PullRecord | None, zone: ZoneInfo) -> str:
+def _pull_text(pull: PullRecord | None, zone: ZoneInfo, cursor: dt.date | None) -> str:
     if pull is None:
         return "never pulled (the first pull reaches history_days back)"
+    if pull.no_rows:
+        note = f"; {no_rows_text(cursor)}"
+    elif not pull.complete:
+        note = "; some accounts were left out: the next pull fetches their days again"
+    else:
+        note = ""
     return (
         f"last pull {_when(pull.pulled_at, zone)}: {pull.start}..{pull.end}, "
-        f"{pull.metric_rows} metric row(s), {pull.change_rows} change(s)"
-        + ("" if pull.complete else "; some accounts were left out: the next pull fetches their days again")
+        f"{pull.metric_rows} metric row(s), {pull.change_rows} change(s)" + note
     )
 
 

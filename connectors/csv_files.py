@@ -24,6 +24,7 @@ import csv
 import datetime as dt
 import gc
 import glob
+import hashlib
 import io
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -100,10 +101,10 @@ def read_changes_csv(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     report = _Report(str(path))
-    frame = _parse_changes(path, report)
+    parsed = _parse_changes(path, report)
     _raise_if_problems([report])
-    assert frame is not None
-    return normalise_changes(frame)
+    assert parsed is not None
+    return normalise_changes(parsed.frame)
 
 
 def read_ownership_csv(path: str | Path, parties: Collection[str]) -> pd.DataFrame:
@@ -143,33 +144,74 @@ class CsvConnector:
         self.currency = currency
         self.ceilings = dict(ceilings or {})
 
-    def fetch(self, start: dt.date, end: dt.date) -> Batch:
-        """Return the metrics dated ``start``..``end`` and the changes made on those days (inclusive).
+    def fetch(self, start: dt.date, end: dt.date, *, read: Mapping[str, str] | None = None, earliest: dt.date | None = None) -> Batch:
+        """Return the metrics dated ``start``..``end`` and the changes made on those days (inclusive),
+        and from each file that is new or changed, every row from ``earliest`` (default ``start``)
+        to ``end``.
 
-        Every file is checked in full, rows outside the range included, and duplicate keys are
-        checked across files; any problem in any file raises one ``DataError`` listing them all.
+        ``read`` maps each file read before (its path as found) to the content hash it had then
+        (``Batch.files`` gives them; the store keeps them): a file it lacks is new, one whose hash
+        differs is changed. Without it every file is new. Every file is checked in full, rows
+        outside the range included, and duplicate keys are checked across files; any problem in
+        any file raises one ``DataError`` listing them all. A file with no rows (a header only, or
+        zero bytes) is no error: ``Batch.files`` shows it empty, and ``Batch.no_rows`` says when
+        no metrics file held a row.
         """
         metric_paths = _expand(self.metrics)
         change_paths = _expand(self.changes)
         metric_reports = [_Report(str(p)) for p in metric_paths]
         change_reports = [_Report(str(p)) for p in change_paths]
 
-        parsed = [_parse_metrics(p, self.currency, r, self.ceilings) for p, r in zip(metric_paths, metric_reports)]
+        parsed = [_parse_metrics(p, self.currency, r, self.ceilings, blank_ok=True) for p, r in zip(metric_paths, metric_reports)]
         _check_metric_keys(parsed, metric_reports)
-        changes = [_parse_changes(p, r) for p, r in zip(change_paths, change_reports)]
+        changes = [_parse_changes(p, r, blank_ok=True) for p, r in zip(change_paths, change_reports)]
         _raise_if_problems(metric_reports + change_reports)
 
+        read = read or {}
         first, last = pd.Timestamp(start), pd.Timestamp(end)
-        metric_frames = [normalise_metrics(p.frame) for p in parsed if p is not None]
+        since = pd.Timestamp(min(earliest, start)) if earliest is not None else first
+        files: list[store.SourceFile] = []
+        metric_frames, change_frames = [], []
+        for path, metric_file in zip(metric_paths, parsed):
+            assert metric_file is not None
+            frame = normalise_metrics(metric_file.frame)
+            status = _status(read, path, metric_file.digest)
+            taken = frame["date"].between(first if status == "unchanged" else since, last)
+            metric_frames.append(frame[taken])
+            files.append(_source_file(path, "metrics", metric_file, status, frame["date"], int(taken.sum())))
+        for path, change_file in zip(change_paths, changes):
+            assert change_file is not None
+            frame = normalise_changes(change_file.frame)
+            status = _status(read, path, change_file.digest)
+            at = frame["changed_at"]
+            taken = (at >= (first if status == "unchanged" else since)) & (at < last + pd.Timedelta(days=1))
+            change_frames.append(frame[taken])
+            files.append(_source_file(path, "changes", change_file, status, at, int(taken.sum())))
+
         metrics = pd.concat(metric_frames, ignore_index=True) if metric_frames else empty_metrics()
-        metrics = metrics[(metrics["date"] >= first) & (metrics["date"] <= last)].reset_index(drop=True)
-
-        change_frames = [normalise_changes(f) for f in changes if f is not None]
         history = pd.concat(change_frames, ignore_index=True) if change_frames else empty_changes()
-        on_days = (history["changed_at"] >= first) & (history["changed_at"] < last + pd.Timedelta(days=1))
-        history = history[on_days].reset_index(drop=True)
+        return Batch(
+            source=self.name, start=start, end=end, metrics=metrics, changes=history, files=tuple(files),
+            no_rows=not any(f.rows for f in files if f.kind == "metrics"),
+        )
 
-        return Batch(source=self.name, start=start, end=end, metrics=metrics, changes=history)
+
+def _status(read: Mapping[str, str], path: Path, digest: str) -> str:
+    before = read.get(str(path))
+    return "new" if before is None else "unchanged" if before == digest else "changed"
+
+
+def _source_file(path: Path, kind: str, parsed: _Parsed, status: str, when: pd.Series, stored: int) -> store.SourceFile:
+    try:
+        modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
+    except OSError:  # gone since it was read
+        modified = None
+    days = when.dropna()
+    return store.SourceFile(
+        path=str(path), kind=kind, digest=parsed.digest, status=status, rows=len(when), stored=stored,
+        first_day=days.min().date() if len(days) else None, last_day=days.max().date() if len(days) else None,
+        size=parsed.size, modified_at=modified,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,6 +290,8 @@ class _Table:
     header: dict[str, int]  # column name -> field position, which orders problems within a line
     cells: dict[str, np.ndarray]  # object arrays of the cells as written
     lines: np.ndarray
+    digest: str = ""  # sha256 of the file's text, which tells a changed file from an unchanged one
+    size: int = 0  # bytes of that text
     _stripped: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -312,24 +356,32 @@ def _read_text(path: Path, report: _Report) -> str | None:
 
 
 def _read_table(
-    path: Path, required: Sequence[str], optional: Sequence[str], report: _Report
+    path: Path, required: Sequence[str], optional: Sequence[str], report: _Report, *, blank_ok: bool = False
 ) -> _Table | None:
-    """The file's rows as columns, or None (with problems reported) if its rows cannot be checked."""
+    """The file's rows as columns, or None (with problems reported) if its rows cannot be checked.
+    With ``blank_ok``, a file with no header either (zero bytes, blank lines) is a table without
+    columns or rows rather than a problem."""
     text = _read_text(path, report)
     if text is None:
         return None
+    raw = text.encode("utf-8")
+    digest, size = hashlib.sha256(raw).hexdigest(), len(raw)
+    del raw
     # A million rows are millions of small objects; the cyclic collector would rescan them all
     # repeatedly while they are created, and none of them form cycles.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _split(text, required, optional, report)
+        table = _split(text, required, optional, report, blank_ok)
     finally:
         if collecting:
             gc.enable()
+    if table is not None:
+        table.digest, table.size = digest, size
+    return table
 
 
-def _split(text: str, required: Sequence[str], optional: Sequence[str], report: _Report) -> _Table | None:
+def _split(text: str, required: Sequence[str], optional: Sequence[str], report: _Report, blank_ok: bool) -> _Table | None:
     try:
         rows: list[list[str]] | None = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error:
@@ -347,6 +399,8 @@ def _split(text: str, required: Sequence[str], optional: Sequence[str], report: 
         rows, starts = numbered
 
     first = next((i for i, row in enumerate(rows) if any(cell.strip() for cell in row)), None)
+    if first is None and blank_ok:
+        return _Table(header={}, cells={}, lines=np.empty(0, dtype=np.int64))
     if first is None:
         report.add("", "the file is empty; expected a header line")
         return None
@@ -612,15 +666,21 @@ class _Cells:
 
 
 @dataclass
-class _Metrics:
+class _Parsed:
     frame: pd.DataFrame  # every row, bad cells replaced by placeholders; ``_line`` is the file line
     ok: np.ndarray  # rows whose cells all passed
+    digest: str  # of the file's text (see _Table)
+    size: int
 
 
-def _parse_metrics(path: Path, currency: str, report: _Report, ceilings: Mapping[str, float]) -> _Metrics | None:
-    table = _read_table(path, METRICS_REQUIRED, METRICS_OPTIONAL, report)
+def _parse_metrics(
+    path: Path, currency: str, report: _Report, ceilings: Mapping[str, float], *, blank_ok: bool = False
+) -> _Parsed | None:
+    table = _read_table(path, METRICS_REQUIRED, METRICS_OPTIONAL, report, blank_ok=blank_ok)
     if table is None:
         return None
+    if not table.header:  # a blank file (blank_ok)
+        return _Parsed(empty_metrics().assign(_line=table.lines), table.lines == 0, table.digest, table.size)
     cells = _Cells(table, report)
     account_id = cells.required_text("account_id", _METRIC_LENGTHS["account_id"])
     campaign_id = cells.required_text("campaign_id", _METRIC_LENGTHS["campaign_id"])
@@ -652,10 +712,10 @@ def _parse_metrics(path: Path, currency: str, report: _Report, ceilings: Mapping
             "_line": table.lines,
         }
     )
-    return _Metrics(frame, cells.ok)
+    return _Parsed(frame, cells.ok, table.digest, table.size)
 
 
-def _check_metric_keys(parsed: Sequence[_Metrics | None], reports: Sequence[_Report]) -> None:
+def _check_metric_keys(parsed: Sequence[_Parsed | None], reports: Sequence[_Report]) -> None:
     """Report duplicate (account_id, campaign_id, date, hour) keys, and campaign-days with both a
     daily row and hourly rows, within and across files; the first occurrence is the one kept."""
     key = ["account_id", "campaign_id", "date", "hour"]
@@ -721,12 +781,14 @@ def _report_pairs(reports: Sequence[_Report], rows: pd.DataFrame, others: pd.Dat
 # change history
 
 
-def _parse_changes(path: Path, report: _Report) -> pd.DataFrame | None:
-    table = _read_table(path, CHANGES_REQUIRED, CHANGES_OPTIONAL, report)
+def _parse_changes(path: Path, report: _Report, *, blank_ok: bool = False) -> _Parsed | None:
+    table = _read_table(path, CHANGES_REQUIRED, CHANGES_OPTIONAL, report, blank_ok=blank_ok)
     if table is None:
         return None
+    if not table.header:  # a blank file (blank_ok)
+        return _Parsed(empty_changes(), table.lines == 0, table.digest, table.size)
     cells = _Cells(table, report)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "changed_at": cells.datetime_utc("changed_at"),
             "account_id": cells.required_text("account_id", _CHANGE_LENGTHS["account_id"]),
@@ -736,6 +798,7 @@ def _parse_changes(path: Path, report: _Report) -> pd.DataFrame | None:
             },
         }
     )
+    return _Parsed(frame, cells.ok, table.digest, table.size)
 
 
 # ----------------------------------------------------------------------------------------------

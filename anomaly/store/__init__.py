@@ -8,8 +8,9 @@ The package, by concern: ``tables`` (the schema), ``migrations`` (each version s
 ``engine`` (engine settings, URLs without passwords, failures as ``StoreError``), ``base`` (the
 engine, the schema check and the upsert every part shares), ``data`` (metrics, changes, inferred
 ownership and pulls), ``incidents_outbox`` (incidents, the outbox, reminders), ``silencing``
-(silences), ``lock`` (the service lock) and ``completeness`` (how late each account's leads
-arrive: the leads each pull first saw of a day). ``Store`` is all of them; every name is importable
+(silences), ``lock`` (the service lock), ``completeness`` (how late each account's leads
+arrive: the leads each pull first saw of a day) and ``source_files`` (the content hash of each file
+a source has read). ``Store`` is all of them; every name is importable
 from ``anomaly.store`` as before.
 """
 
@@ -21,6 +22,7 @@ from anomaly.store.incidents_outbox import REMINDED_AFTER, IncidentStore, Incide
 from anomaly.store.lock import LockStore, ServiceLock
 from anomaly.store.migrations import SCHEMA_VERSION
 from anomaly.store.silencing import Silence, SilenceStore
+from anomaly.store.source_files import FILE_STATUSES, SourceFile, SourceFileStore
 from anomaly.store.tables import (
     SERVICE_LOCK,
     changes,
@@ -34,15 +36,17 @@ from anomaly.store.tables import (
     schema_version,
     service_lock,
     silences,
+    source_files,
 )
 
 
-class Store(DataStore, CompletenessStore, IncidentStore, SilenceStore, LockStore):
+class Store(DataStore, CompletenessStore, IncidentStore, SilenceStore, LockStore, SourceFileStore):
     """All persistence. Construct with a SQLAlchemy URL; call ``migrate()`` once before use."""
 
 
 __all__ = [
     "COMPLETENESS_COLUMNS",
+    "FILE_STATUSES",
     "IDENTITY_COLUMNS",
     "REMINDED_AFTER",
     "SCHEMA_VERSION",
@@ -61,6 +65,8 @@ __all__ = [
     "ServiceLock",
     "Silence",
     "SilenceStore",
+    "SourceFile",
+    "SourceFileStore",
     "Store",
     "StoreBase",
     "StoreError",
@@ -77,5 +83,6 @@ __all__ = [
     "schema_version",
     "service_lock",
     "silences",
+    "source_files",
     "utcnow",
 ]

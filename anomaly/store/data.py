@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,8 @@ from anomaly.schema import (
 )
 from anomaly.store.base import StoreBase, utcnow
 from anomaly.store.completeness import leads_seen_records
-from anomaly.store.tables import changes, inferred_ownership, leads_seen, metrics, pulls
+from anomaly.store.source_files import SourceFile, source_file_records
+from anomaly.store.tables import changes, inferred_ownership, leads_seen, metrics, pulls, source_files
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class IngestResult:
 class PullRecord:
     """One successful pull of a source (failed pulls store nothing, so they leave no record).
     ``complete`` is False when the source left some accounts out (an exhausted quota, a refused
-    account): the next pull starts again from the last complete one."""
+    account) or, ``no_rows``, when its files held no rows: the next pull starts again from the last
+    complete one."""
 
     source: str
     start: dt.date
@@ -46,6 +49,7 @@ class PullRecord:
     change_rows: int
     pulled_at: dt.datetime  # UTC
     complete: bool = True
+    no_rows: bool = False
 
 
 class DataStore(StoreBase):
@@ -61,9 +65,12 @@ class DataStore(StoreBase):
         ownership_frame: pd.DataFrame | None = None,
         *,
         complete: bool = True,
+        no_rows: bool = False,
+        files: Sequence[SourceFile] = (),
     ) -> IngestResult:
         """Upsert one fetch in a single transaction and record the pull (the source's cursor: a
-        pull that is not ``complete``, some accounts left out, does not move it).
+        pull that is not ``complete``, some accounts left out or, ``no_rows``, nothing in the
+        source's files, does not move it) with the ``files`` it read and their content hashes.
 
         ``ownership_frame`` holds the ownership periods the source inferred; their starts are kept
         (a later inference of the same day replaces the party), and ``load_inferred_ownership``
@@ -87,12 +94,14 @@ class DataStore(StoreBase):
                 conn.execute(self._upsert(changes, ["change_key"], update=False), chunk)
             for chunk in _chunks(ownership_rows, 2000):
                 conn.execute(self._upsert(inferred_ownership, ["account_id", "campaign_id", "start"], update=True), chunk)
-            conn.execute(
+            pull = conn.execute(
                 pulls.insert().values(
                     source=source, start=start, end=end, metric_rows=len(metric_rows), change_rows=len(change_rows), pulled_at=now,
-                    complete=complete,
+                    complete=complete and not no_rows, no_rows=no_rows,
                 )
             )
+            for chunk in _chunks(source_file_records(files, source, pull.inserted_primary_key[0]), 2000):
+                conn.execute(self._upsert(source_files, ["source", "path"], update=True), chunk)
         return IngestResult(len(metric_rows), len(change_rows))
 
     def load_inferred_ownership(self) -> pd.DataFrame:
@@ -129,7 +138,7 @@ class DataStore(StoreBase):
         query = sa.select(pulls).where(pulls.c.id.in_(latest))
         with self.engine.connect() as conn:
             return {
-                r.source: PullRecord(r.source, r.start, r.end, r.metric_rows, r.change_rows, r.pulled_at, r.complete)
+                r.source: PullRecord(r.source, r.start, r.end, r.metric_rows, r.change_rows, r.pulled_at, r.complete, r.no_rows)
                 for r in conn.execute(query)
             }
 

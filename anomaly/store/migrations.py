@@ -7,9 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from anomaly.store.engine import StoreError
-from anomaly.store.tables import inferred_ownership, leads_seen, metadata, schema_version, silences
+from anomaly.store.tables import inferred_ownership, leads_seen, metadata, schema_version, silences, source_files
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 def _add_columns(conn: sa.Connection, table: str, columns: dict[str, str]) -> None:
@@ -66,6 +66,12 @@ def _add_leads_seen(conn: sa.Connection) -> None:
     leads_seen.create(conn, checkfirst=True)
 
 
+def _add_source_files(conn: sa.Connection) -> None:
+    # empty: every file counts as new once, and that pull reads each in full
+    source_files.create(conn, checkfirst=True)
+    _add_columns(conn, "pulls", {"no_rows": "BOOLEAN NOT NULL DEFAULT FALSE"})
+
+
 #: version → function(conn) that brings a store from version − 1 to version.
 _MIGRATIONS: dict[int, Any] = {
     2: _add_client_type,
@@ -77,6 +83,7 @@ _MIGRATIONS: dict[int, Any] = {
     8: _add_acknowledgements_and_groups,
     9: _add_pull_completeness,
     10: _add_leads_seen,
+    11: _add_source_files,
 }
 
 

@@ -53,6 +53,27 @@ pulls = sa.Table(
     sa.Column("pulled_at", sa.DateTime, nullable=False),
     # False when some accounts could not be pulled: such a pull does not move the source's cursor
     sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.true()),
+    # True when the source's files held no rows (none found, or each empty): not complete either
+    sa.Column("no_rows", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# each file a file source (CSV) has read: its content hash tells a new or changed file, read in
+# full, from an unchanged one, read for the look-back only; and what the last pull that found it saw
+source_files = sa.Table(
+    "source_files",
+    metadata,
+    sa.Column("source", sa.String(64), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),  # as the source's config names it (globs expanded)
+    sa.Column("kind", sa.String(16), nullable=False),  # metrics | changes
+    sa.Column("digest", sa.String(64), nullable=False),  # sha256 of the text last read
+    sa.Column("status", sa.String(16), nullable=False),  # in that pull: new | changed | unchanged
+    sa.Column("rows", sa.Integer, nullable=False),  # data rows in the file
+    sa.Column("stored", sa.Integer, nullable=False),  # rows that pull stored from it
+    sa.Column("first_day", sa.Date),  # of its rows (NULL: it has none)
+    sa.Column("last_day", sa.Date),
+    sa.Column("size", sa.BigInteger, nullable=False),  # bytes
+    sa.Column("modified_at", sa.DateTime),  # UTC, the file's modification time
+    sa.Column("pull_id", sa.Integer, nullable=False),  # the last pull that found it
 )
 
 incidents = sa.Table(
