@@ -265,7 +265,8 @@ def _advisory_lock(engine: sa.Engine, kind: int, wait: float) -> Iterator[bool]:
             cursor.execute(f"SELECT pg_try_advisory_lock({key})")
             taken = bool(cursor.fetchone()[0])
         else:
-            cursor.execute("SELECT set_config('lock_timeout', %(timeout)s, false)", {"timeout": f"{max(int(wait * 1000), 1)}ms"})
+            milliseconds = min(max(int(wait * 1000), 1), 2**31 - 1)  # lock_timeout's range: 0 means for ever
+            cursor.execute("SELECT set_config('lock_timeout', %(timeout)s, false)", {"timeout": f"{milliseconds}ms"})
             try:
                 cursor.execute(f"SELECT pg_advisory_lock({key})")
                 taken = True
