@@ -25,6 +25,7 @@ import pandas as pd
 from anomaly.alerts.routing import Router, Target
 from anomaly.detect import Detection
 from anomaly.detect.panel import ACCOUNT_TOTAL
+from anomaly.mechanism import TRACKING, clear, diagnose
 from anomaly.ownership import party_of_change
 from anomaly.store import IncidentWrite
 
@@ -80,6 +81,14 @@ class Incident:
     #: a cost-per-lead incident that resolved because the baseline took its level as the new usual
     #: (it went on for ``max_excluded_days``): the baseline cost per lead it settled at
     settled_cpl: float | None = None
+    clicks: float = 0.0  # since onset
+    baseline_cpc: float = float("nan")  # cost per click before onset
+    #: what broke (``anomaly.mechanism``): tracking, cost_per_click, conversion_rate, spend, volume;
+    #: None when the data cannot tell
+    mechanism: str | None = None
+    #: the excess cost split into what the clicks cost above their baseline price and what they
+    #: failed to buy in leads at it (``anomaly.mechanism``); empty when the data cannot tell
+    excess_by_mechanism: dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -95,7 +104,7 @@ class Incident:
         data = asdict(self)
         for key in ("onset", "detected_on", "last_active", "resolved_on", "critical_on", "party_since"):
             data[key] = data[key].isoformat() if data[key] is not None else None
-        for key in ("observed", "baseline", "baseline_cpl"):
+        for key in ("observed", "baseline", "baseline_cpl", "baseline_cpc"):
             data[key] = _finite(data[key])
         data["changes"] = [{**asdict(c), "changed_at": c.changed_at.isoformat(timespec="minutes")} for c in self.changes]
         data["status"] = self.status
@@ -124,6 +133,8 @@ class Incident:
             "max_severity": self.severity,
             "resolved_on": self.resolved_on.isoformat() if self.resolved_on else None,
             "excess_by_party": {k: round(v, 2) for k, v in self.excess_by_party.items()},
+            "mechanism": self.mechanism,
+            "excess_by_mechanism": dict(self.excess_by_mechanism),
         }
 
 
@@ -167,6 +178,10 @@ def build_incidents(
         base_cpl = float(baseline.cpl[on, c])
         spend = np.nan_to_num(panel.spend[days, c])
         leads = np.nan_to_num(panel.leads[days, c])
+        daily_clicks = np.nan_to_num(panel.clicks[days, c])
+        clicks = float(daily_clicks.sum())
+        base_cpc = float(baseline.cpc[on, c])
+        diagnosis = diagnose(ep.family, spend, daily_clicks, leads, base_cpl, base_cpc)
         excess_by_day = spend - leads * (base_cpl if np.isfinite(base_cpl) else 0.0)
         parties = detection.party[days, c]
         by_party: dict[str, float] = {}
@@ -207,6 +222,10 @@ def build_incidents(
                 party_now=str(parties[-1]),
                 settled_spend=_finite(getattr(ep, "settled_spend", np.nan)),
                 settled_cpl=_finite(getattr(ep, "settled_cpl", np.nan)),
+                clicks=clicks,
+                baseline_cpc=base_cpc,
+                mechanism=diagnosis.mechanism,
+                excess_by_mechanism={k: round(v, 2) for k, v in diagnosis.excess_by_mechanism.items()},
                 party_since=None if np.isnat(since) else pd.Timestamp(since).date(),
                 changes=tuple(
                     Change(
@@ -293,14 +312,28 @@ def reconcile(
 
 
 def _update(row: dict[str, Any], incident: Incident, excess_steps: Sequence[float]) -> tuple[str, dict[str, Any]] | None:
-    """Whether an announced incident got worse since the store's version: its key part and what
-    changed (``severity`` rose, ``excess_step`` crossed: the highest one), or None."""
+    """Whether an announced incident got worse, or clearly turned out to be another mechanism,
+    since the store's version: its key part and what changed (``severity`` rose, ``excess_step``
+    crossed: the highest one, ``mechanism``: the new one), or None."""
     rose = SEVERITY_RANK[incident.severity] > SEVERITY_RANK[row["severity"]]
     crossed = [step for step in excess_steps if row["excess_cost"] < step <= incident.excess_cost]
-    if not rose and not crossed:
+    was = row["details"].get("payload", {}).get("mechanism")
+    # a clearer diagnosis is news; leads coming back after tracking stopped are not
+    turned = (
+        incident.status == "open"
+        and incident.mechanism is not None
+        and was not in (None, TRACKING, incident.mechanism)
+        and clear(incident.mechanism, incident.excess_by_mechanism)
+    )
+    if not rose and not crossed and not turned:
         return None
-    parts = ([incident.severity] if rose else []) + ([f"excess:{crossed[-1]:g}"] if crossed else [])
-    return ",".join(parts), {"severity": incident.severity if rose else None, "excess_step": crossed[-1] if crossed else None}
+    parts = ([incident.severity] if rose else []) + ([f"excess:{crossed[-1]:g}"] if crossed else []) + ([f"mechanism:{incident.mechanism}"] if turned else [])
+    reasons = {
+        "severity": incident.severity if rose else None,
+        "excess_step": crossed[-1] if crossed else None,
+        "mechanism": incident.mechanism if turned else None,
+    }
+    return ",".join(parts), reasons
 
 
 def _stored_targets(row: dict[str, Any], router: Router) -> list[Target]:

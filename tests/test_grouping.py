@@ -117,7 +117,7 @@ def test_fewer_incidents_than_the_threshold_go_out_one_by_one(store: Store, fake
     assert deliver(store, [sink], config=CONFIG, now=NOW).sent == 3
 
     headers = [m["blocks"][0]["text"]["text"] for m in fake_slack.messages(CHANNEL)]
-    assert headers == [f"Cost per lead 4.0× baseline — Account 4821937710 / Campaign {n}" for n in range(3)]
+    assert headers == [f"Critical: Cost per lead 4.0× baseline — Account 4821937710 / Campaign {n}" for n in range(3)]
     assert [r["group_key"] for r in rows(store)] == [None, None, None]
 
 
@@ -132,7 +132,7 @@ def test_each_account_is_grouped_on_its_own(store: Store, fake_slack: FakeSlack)
     assert headers == [
         "5 cost-per-lead incidents — Account 4821937710",
         "4 cost-per-lead incidents — Account 3307714460",
-        "Cost per lead 4.0× baseline — Account 5530019921 / Campaign 0",
+        "Critical: Cost per lead 4.0× baseline — Account 5530019921 / Campaign 0",
     ]
     assert len({r["group_key"] for r in rows(store)}) == 3  # two groups and None
 

@@ -43,7 +43,7 @@ def _story_numbers(folder) -> pd.DataFrame:
 def test_demo_prints_the_handoff_alert_with_everything_a_cmo_needs(demo):
     _, _, output = demo
     block = next(b for b in output.split("\n\n") if "Harbor Dental Group / Generic - Leads" in b)
-    assert block.splitlines()[0] == "[CRITICAL] Cost per lead 5.6× baseline — Harbor Dental Group / Generic - Leads"
+    assert block.splitlines()[0] == "[CRITICAL] Cost per lead 5.6× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads"
     assert "  Account      Harbor Dental Group (4821937710)" in block
     assert "  Campaign     Generic - Leads (20118341)" in block
     assert "  Onset        Fri 2026-07-10, detected the same day" in block
@@ -97,6 +97,28 @@ def test_backtest_json_follows_the_contract(demo, capsys):
         assert len(alert["onset"]) == len(alert["detected_on"]) == 10
     tracking = next(a for a in alerts if a["campaign_id"] == sample.TRACKING_LOSS_CAMPAIGN.campaign_id)
     assert tracking["managing_party"] == "northwind" and tracking["detected_on"] == "2026-07-10"
+    # what broke, and the excess split by mechanism (adding up to the excess)
+    assert tracking["mechanism"] == "tracking"
+    handoff = next(a for a in alerts if a["campaign_id"] == sample.STORY_CAMPAIGN.campaign_id)
+    assert handoff["mechanism"] == "conversion_rate"
+    parts = handoff["excess_by_mechanism"]
+    assert parts["cost_per_click"] < 0 < parts["conversion_rate"]  # cheaper clicks that convert far worse
+    assert sum(parts.values()) == pytest.approx(handoff["excess_cost"], abs=1.0)
+
+
+def test_the_demos_lakeside_alert_says_leads_stopped_and_to_check_tracking(demo):
+    _, _, output = demo
+    first = "[WARNING] Leads stopped while clicks go on — Lakeside Law / Personal Injury"
+    block = output[output.index(first) :].split("\n\n", 1)[0]
+    assert "  Next step    Check conversion tracking and lead forms: clicks go on with no leads recorded." in block
+
+
+def test_the_demos_harbor_alert_splits_its_excess_and_points_at_the_partners_changes(demo):
+    _, _, output = demo
+    block = next(b for b in output.split("\n\n") if "Harbor Dental Group / Generic - Leads" in b)
+    assert "               the clicks cost $1,098 less than usual · $2,481 from fewer leads per click" in block
+    assert "keyword.match_type: PHRASE -> BROAD (38 keywords) ← may explain the fewer leads per click" in block
+    assert "  Next step    Review the bid strategy, keyword, ad and targeting changes Beacon Reach made before onset; roll back if it continues." in block
 
 
 def test_backtest_with_another_rules_folder(demo, capsys, tmp_path):
@@ -127,8 +149,8 @@ def test_run_twice_delivers_each_alert_once(demo, capsys):
     assert [(e["event"], e["campaign_name"], e.get("update")) for e in events] == [
         ("opened", "Personal Injury", None),
         ("opened", "Generic - Leads", None),
-        ("updated", "Personal Injury", {"severity": "critical", "excess_step": None}),
-        ("updated", "Generic - Leads", {"severity": None, "excess_step": 5000.0}),  # the handoff's damage passed $5,000
+        ("updated", "Personal Injury", {"severity": "critical", "excess_step": None, "mechanism": None}),
+        ("updated", "Generic - Leads", {"severity": None, "excess_step": 5000.0, "mechanism": None}),  # the handoff's damage passed $5,000
     ]
     for _ in range(2):
         assert main(["--config", str(config), "run", "--today", "2026-07-13"]) == 0

@@ -65,7 +65,7 @@ def story_excess_by_day() -> dict[str, float]:
 
 def test_pack_names_the_partner_the_dates_and_the_excess(pack):
     text = _text(pack["html"])
-    assert "Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads" in text
+    assert "Cost per lead 9.0× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads" in text
     assert "Managed at onset by Beacon Reach since 2026-07-08 (2 days before onset)" in text
     assert "Onset Fri 2026-07-10 detected the same day" in text
     assert "Excess cost ~$5,617" in text
@@ -119,7 +119,7 @@ def test_pack_lists_every_change_in_the_window_with_its_party(pack):
 
 def test_pack_markdown_carries_the_same_figures(pack):
     md = pack["md"]
-    assert md.startswith("# Incident 2: Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads\n")
+    assert md.startswith("# Incident 2: Cost per lead 9.0× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads\n")
     assert "| **Excess cost** | **~$5,617**, 3 days from onset |" in md
     assert "| Managed at onset by | Beacon Reach, since 2026-07-08 \\(2 days before onset\\) |" not in md  # parentheses stay plain
     assert "| Managed at onset by | Beacon Reach, since 2026-07-08 (2 days before onset) |" in md
@@ -129,7 +129,7 @@ def test_pack_markdown_carries_the_same_figures(pack):
 
 
 def test_pack_prints_where_it_wrote_and_the_alert(pack):
-    assert pack["printed"].startswith("[CRITICAL] Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads\n")
+    assert pack["printed"].startswith("[CRITICAL] Cost per lead 9.0× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads\n")
     assert f"Written: {pack['html_path']}" in pack["printed"]
     assert sorted(p.name for p in pack["out"].iterdir()) == ["incident-2.html", "incident-2.md"]
 

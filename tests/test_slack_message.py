@@ -157,11 +157,11 @@ def _fields(message: SlackMessage) -> list[str]:
 def test_handoff_alert_says_what_where_how_bad_who_and_what_to_do(handoff, config):
     message = build_alert("opened", handoff, config)
 
-    assert _by_type(message, "header")[0]["text"]["text"] == "Cost per lead 5.6× baseline — Harbor Dental Group / Generic - Leads"
+    assert _by_type(message, "header")[0]["text"]["text"] == "Critical: Cost per lead 5.6× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads"
     assert _fields(message) == [
         "*Cost per lead*\n$561 vs $101 baseline (5.6×)",
         "*Spend / leads*\n$1,684 / 3 leads since onset, through Fri Jul 10",
-        "*Excess cost*\n~$1,383 estimated",
+        "*Excess cost*\n~$1,383 estimated\nthe clicks cost $1,098 less than usual · $2,481 from fewer leads per click",
         "*Managed by*\nBeacon Reach, since Jul 8 — 2 days before onset",
         "*Onset*\nFri Jul 10, detected the same day",
         "*Severity*\nCritical",
@@ -170,10 +170,10 @@ def test_handoff_alert_says_what_where_how_bad_who_and_what_to_do(handoff, confi
     assert changes.splitlines()[0] == "*Changes from the week before onset to detection (4)*"
     assert (
         "• Thu Jul 9 15:41 · dana.kim@beaconreach.example (Beacon Reach): "
-        "CAMPAIGN UPDATE bidding_strategy_type: MAXIMIZE_CONVERSIONS -&gt; MAXIMIZE_CLICKS"
+        "CAMPAIGN UPDATE bidding_strategy_type: MAXIMIZE_CONVERSIONS -&gt; MAXIMIZE_CLICKS ← may explain the fewer leads per click"
     ) in changes.splitlines()
     assert step.splitlines() == [
-        "*Next step:* Review the changes with Beacon Reach; roll back or pause if it continues.",
+        "*Next step:* Review the bid strategy, keyword, ad and targeting changes Beacon Reach made before onset; roll back if it continues.",
         "<https://ads.google.com/aw/campaigns?campaignId=20118341&__e=4821937710|Open the campaign in Google Ads>",
     ]
     assert [e["text"] for e in _by_type(message, "context")[0]["elements"]] == [
@@ -181,7 +181,7 @@ def test_handoff_alert_says_what_where_how_bad_who_and_what_to_do(handoff, confi
         "Harbor Dental Group (4821937710) / Generic - Leads (20118341)",
     ]
     assert message.text == (
-        "[CRITICAL] Cost per lead 5.6× baseline — Harbor Dental Group / Generic - Leads: excess ~$1,383, managed by Beacon Reach"
+        "[CRITICAL] Cost per lead 5.6× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads: excess ~$1,383, managed by Beacon Reach"
     )
     assert message.as_kwargs() == {"text": message.text, "blocks": message.blocks}
     assert_within_limits(message)
@@ -218,7 +218,7 @@ def test_no_campaign_link_when_config_turns_it_off(handoff, config):
 
     step = _by_type(build_alert("opened", handoff, off), "section")[2]["text"]["text"]
 
-    assert step == "*Next step:* Review the changes with Beacon Reach; roll back or pause if it continues."
+    assert step == "*Next step:* Review the bid strategy, keyword, ad and targeting changes Beacon Reach made before onset; roll back if it continues."
 
 
 def test_mentions_from_the_route_ping_with_the_next_step_and_in_the_notification(handoff, config):
@@ -249,10 +249,10 @@ def test_resolved_alert_is_rewritten_with_the_final_numbers(handoff_later, confi
     message = build_alert("resolved", payload, config)
 
     header = _by_type(message, "header")[0]["text"]["text"]
-    assert header == "RESOLVED: Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads"
-    assert "*Excess cost*\n~$5,617 estimated" in _fields(message)
+    assert header == "RESOLVED: Cost per lead 9.0× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads"
+    assert "*Excess cost*\n~$5,617 estimated\nthe clicks cost $5,656 less than usual · $11,273 from fewer leads per click" in _fields(message)
     assert _by_type(message, "section")[2]["text"]["text"].splitlines()[0] == "*Resolved* Sun Jul 12"
-    assert message.text.startswith("[RESOLVED] Cost per lead 9.0× baseline — Harbor Dental Group / Generic - Leads: excess ~$5,617")
+    assert message.text.startswith("[RESOLVED] Cost per lead 9.0× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads: excess ~$5,617")
     assert_within_limits(message)
 
 
@@ -271,7 +271,7 @@ def test_thread_replies_when_the_incident_worsens_and_resolves(demo, handoff_lat
     worse = build_thread_reply("updated", lakeside, config)
     resolved = build_thread_reply("resolved", {**handoff_later, "status": "resolved", "resolved_on": "2026-07-12"}, config)
 
-    assert worse.text == "Now critical: cost per lead 8.2× baseline, excess ~$4,733 so far"
+    assert worse.text == "Now critical: leads stopped while clicks go on, excess ~$4,733 so far"
     assert resolved.text == "Resolved on Sun Jul 12: excess ~$5,617 in all, $5,617 under Beacon Reach"
     for message in (worse, resolved):
         assert [b["type"] for b in message.blocks] == ["section"]
@@ -342,7 +342,7 @@ def test_a_500_character_campaign_name_is_cut_to_the_header_limit():
 
     header = _by_type(message, "header")[0]["text"]["text"]
     assert len(header) == HEADER_CHARS and header.endswith("x…")
-    assert header.startswith("Cost per lead 4.0× baseline — Acme Clinics / Leads xxx")
+    assert header.startswith("Critical: Cost per lead 4.0× baseline — Acme Clinics / Leads xxx")
     assert _by_type(message, "context")[0]["elements"][1]["text"] == f"Acme Clinics (1000) / Leads {'x' * 494} (1001)"
     assert_within_limits(message)
 
@@ -388,7 +388,7 @@ def test_no_changes_and_no_leads():
     assert "*Cost per lead*\nno leads vs $100 baseline" in _fields(message)
     assert _by_type(message, "section")[1]["text"]["text"] == "No changes recorded in the week before onset"
     assert _by_type(message, "section")[2]["text"]["text"].startswith("*Next step:* Check conversion tracking")
-    assert _by_type(message, "header")[0]["text"]["text"] == "Spend with no leads — Acme Clinics / Brand"
+    assert _by_type(message, "header")[0]["text"]["text"] == "Critical: Spend with no leads — Acme Clinics / Brand"
 
 
 def test_excess_is_split_by_party_when_more_than_one_managed_it(config):
@@ -436,7 +436,7 @@ def test_a_line_break_or_bidi_control_in_a_name_never_starts_or_reverses_a_line(
     flat = "Brand &gt; *Next step:* wire the budget • fake line x y esrever iso"
     assert f"— {flat} / {flat}: excess ~$600" in messages[0].text
     header = _by_type(messages[0], "header")[0]["text"]["text"]
-    assert header.startswith("Cost per lead 4.0× baseline — Brand › *Next step:* wire the budget • fake line x y esrever iso / Brand ›")
+    assert header.startswith("Critical: Cost per lead 4.0× baseline — Brand › *Next step:* wire the budget • fake line x y esrever iso / Brand ›")
     assert one_line("left\u200fright\u200b") == "left\u200fright\u200b"  # marks and zero-width characters reorder nothing
 
 

@@ -52,7 +52,7 @@ def test_opened_posts_one_alert_with_blocks_fallback_text_and_metadata(fake_slac
     (message,) = fake_slack.messages(CHANNEL)
     expected = build_alert("opened", payload)
     assert receipt == Receipt(CHANNEL, message["ts"])
-    assert message["blocks"][0]["text"]["text"] == "Cost per lead 4.0× baseline — Acme Clinics / Brand"
+    assert message["blocks"][0]["text"]["text"] == "Critical: Cost per lead 4.0× baseline — Acme Clinics / Brand"
     assert (message["blocks"], message["text"]) == (expected.blocks, expected.text)
     assert message["metadata"] == metadata(OPENED_KEY)
     # the history was searched first, from five minutes before the notification was enqueued

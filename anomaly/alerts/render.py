@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from anomaly.config import Config
+from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, TRACKING, VOLUME, change_explains
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "AUD": "A$", "CAD": "C$", "NZD": "NZ$"}
 MAX_CHANGES = 5
@@ -32,14 +33,39 @@ def _count(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
+#: What broke, as an evidence pack names it: the mechanism and where its causes usually are.
+WHAT_BROKE = {
+    TRACKING: "Leads stopped while clicks go on (conversion tracking or lead forms)",
+    COST_PER_CLICK: "Clicks cost more (bids, bid strategy, match types, the auction)",
+    CONVERSION_RATE: "Fewer leads per click (landing pages, targeting, search terms, lead quality)",
+    SPEND: "Spend ran away (a budget or bid strategy let loose)",
+    VOLUME: "Volume gone (disapprovals, an exhausted budget, a pause)",
+}
+#: How an update names the mechanism an incident turned out to be.
+TURNED = {
+    TRACKING: "leads stopped",
+    COST_PER_CLICK: "clicks cost more",
+    CONVERSION_RATE: "fewer leads per click",
+    SPEND: "spend ran away",
+    VOLUME: "volume gone",
+}
+#: How the headline names a cost-per-lead incident's mechanism (``anomaly.mechanism``).
+DRIVEN_BY = {COST_PER_CLICK: "clicks cost more", CONVERSION_RATE: "fewer leads per click"}
+
+
 def headline(payload: dict) -> str:
     """One line: what happened and where."""
     where = f"{payload['account_name']} / {payload['campaign_name']}"
     base = payload.get("baseline_cpl")
-    if payload["family"] == "cost_per_lead" and base:
+    mechanism = payload.get("mechanism")
+    if payload["family"] == "cost_per_lead" and mechanism == TRACKING:
+        what = "Leads stopped while clicks go on"
+    elif payload["family"] == "cost_per_lead" and base:
         if payload["leads"] > 0:
             ratio = payload["cpl"] / base
             what = f"Cost per lead {ratio:.1f}× baseline"
+            if mechanism in DRIVEN_BY:
+                what += f": {DRIVEN_BY[mechanism]}"
         else:
             what = "Spend with no leads"
     elif payload["metric"] == "leads":
@@ -60,6 +86,8 @@ def how_worse(payload: dict) -> str:
         parts.append(f"now {update['severity']}")
     if update.get("excess_step"):
         parts.append(f"excess past {money(update['excess_step'], payload['currency'])}")
+    if update.get("mechanism") in TURNED:
+        parts.append(f"now {TURNED[update['mechanism']]}")
     return ", ".join(parts) or f"now {payload['severity']}"
 
 
@@ -101,6 +129,9 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
         row("Cost/lead", f"no leads since onset vs {money(base, currency)} baseline")
     row("Spend", f"{money(payload['spend'], currency)} and {_count(payload['leads'])} leads since onset (through {_day(payload['last_active'])})")
     row("Excess cost", f"~{money(payload['excess_cost'], currency)} estimated (spend above what these leads cost at baseline)")
+    split = excess_split(payload, money)
+    if split:
+        row("", split)
     by_party = {k: v for k, v in payload.get("excess_by_party", {}).items() if v > 0}
     if len(by_party) > 1:
         row("", "; ".join(f"{name(k)} {money(v, currency)}" for k, v in sorted(by_party.items(), key=lambda kv: -kv[1])))
@@ -118,7 +149,7 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
         for change in changes[-MAX_CHANGES:]:
             who = f"{change['user_email'] or 'no user'} ({name(change['party'])})"
             what = " ".join(filter(None, [change["resource_type"], change["operation"], change["changed_fields"]]))
-            lines.append(f"  {'':<12}   {change['changed_at'].replace('T', ' ')}  {who}: {what}")
+            lines.append(f"  {'':<12}   {change['changed_at'].replace('T', ' ')}  {who}: {what}{fits(change, payload)}")
         if len(changes) > MAX_CHANGES:
             lines.append(f"  {'':<12}   … and {len(changes) - MAX_CHANGES} earlier")
     else:
@@ -147,12 +178,65 @@ def settled_text(payload: dict, money) -> str:
 
 
 def next_step(payload: dict, name) -> str:
-    partner_changes = [c for c in payload.get("changes", []) if c["party"] == payload["managing_party"]]
-    if payload["leads"] == 0:
-        return "Check conversion tracking and lead forms: spend continues with no leads recorded."
+    mechanism = payload.get("mechanism")
+    changes = payload.get("changes", [])
+    partner_changes = [c for c in changes if c["party"] == payload["managing_party"]]
+    if mechanism == TRACKING or payload["leads"] == 0:
+        return "Check conversion tracking and lead forms: clicks go on with no leads recorded."
+    if mechanism in NEXT_STEPS:
+        explaining = [c for c in partner_changes if change_explains(c, mechanism)]
+        if explaining:
+            return f"Review the {CHANGE_WORDS[mechanism]} {name(payload['managing_party'])} made before onset; roll back if it continues."
+        return NEXT_STEPS[mechanism]
     if partner_changes:
         return f"Review the changes with {name(payload['managing_party'])}; roll back or pause if it continues."
     return "Review search terms, bids and landing pages; pause if it continues."
+
+
+#: What to do about each mechanism when no change before onset plausibly explains it ...
+NEXT_STEPS = {
+    COST_PER_CLICK: "Review bids, bid strategy and match types, and the auction insights; pause if it continues.",
+    CONVERSION_RATE: "Check landing pages and lead forms, targeting and search terms, and lead quality; pause if it continues.",
+    SPEND: "Check the budget and bid strategy; lower the budget if it continues.",
+    VOLUME: "Check for disapproved ads, an exhausted budget or a paused campaign.",
+}
+#: ... and the changes to review when one does.
+CHANGE_WORDS = {
+    COST_PER_CLICK: "bidding changes",
+    CONVERSION_RATE: "bid strategy, keyword, ad and targeting changes",
+    SPEND: "budget and bidding changes",
+    VOLUME: "changes",
+}
+
+
+#: What a change that plausibly explains the incident's mechanism is said to fit.
+FITS = {
+    COST_PER_CLICK: "the dearer clicks",
+    CONVERSION_RATE: "the fewer leads per click",
+    TRACKING: "the lost leads",
+    SPEND: "the spend",
+    VOLUME: "the lost volume",
+}
+
+
+def fits(change: dict, payload: dict) -> str:
+    """`` ← may explain the dearer clicks`` for a change that plausibly explains the incident's
+    mechanism (``anomaly.mechanism.change_explains``), else ""."""
+    mechanism = payload.get("mechanism")
+    return f" ← may explain {FITS[mechanism]}" if mechanism in FITS and change_explains(change, mechanism) else ""
+
+
+def excess_split(payload: dict, money_of) -> str:
+    """``$1,200 from dearer clicks · $4,417 from fewer leads per click`` (a part below zero reads
+    as clicks cheaper, or more leads per click, by that much); "" when the incident has no split."""
+    parts = payload.get("excess_by_mechanism") or {}
+    if COST_PER_CLICK not in parts or CONVERSION_RATE not in parts:
+        return ""
+    currency = payload["currency"]
+    cpc, cvr = parts[COST_PER_CLICK], parts[CONVERSION_RATE]
+    first = f"{money_of(cpc, currency)} from dearer clicks" if cpc >= 0 else f"the clicks cost {money_of(-cpc, currency)} less than usual"
+    second = f"{money_of(cvr, currency)} from fewer leads per click" if cvr >= 0 else f"{money_of(-cvr, currency)} saved by more leads per click"
+    return f"{first} · {second}"
 
 
 def party_namer(config: Config | None):

@@ -35,7 +35,20 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from anomaly.alerts.render import headline, how_worse, label, lower_first, money, next_step, party_namer, settled_text, total_excess, what_happened
+from anomaly.alerts.render import (
+    excess_split,
+    fits,
+    headline,
+    how_worse,
+    label,
+    lower_first,
+    money,
+    next_step,
+    party_namer,
+    settled_text,
+    total_excess,
+    what_happened,
+)
 from anomaly.config import _MENTION, Config
 from anomaly.errors import AnomalyError
 
@@ -260,7 +273,7 @@ def build_alert(
     resolved = _is_resolved(event, payload)
     mentions = "" if resolved else mention_text(payload)
     blocks: list[Block] = [
-        _header(("RESOLVED: " if resolved else "") + headline(payload)),
+        _header(("RESOLVED: " if resolved else f"{payload['severity'].capitalize()}: ") + headline(payload)),
         SectionBlock(fields=_alert_fields(payload, name, now)),
         _section(_changes_text(payload, name, config)),
         _section(_next_step_text(payload, name, resolved, campaign_url or campaign_link(payload, config), now, mentions)),
@@ -293,6 +306,9 @@ def _alert_fields(payload: dict, name: Namer, now: dt.date) -> list[MarkdownText
         cpl = f"no leads vs {_money(base, currency)} baseline"
     spend = f"{_money(payload['spend'], currency)} / {_leads(payload['leads'])} since onset, through {_day(payload['last_active'], now)}"
     excess = f"~{_money(payload['excess_cost'], currency)} estimated"
+    split = excess_split(payload, _money)
+    if split:
+        excess += "\n" + split
     shares = _by_party(payload)
     if len(shares) > 1:
         excess += "\n" + " · ".join(f"{_untrusted(name(party))} {_money(amount, currency)}" for party, amount in shares)
@@ -344,7 +360,7 @@ def _changes_text(payload: dict, name: Namer, config: Config | None) -> str:
         return f"No changes recorded in {_window(config)}"
     shown = changes[-MAX_CHANGES:]
     lines = [f"*Changes from {_window(config)} to detection ({len(changes)})*"]
-    lines += [_clip(_change_line(change, name), CHANGE_LINE_CHARS) for change in shown]
+    lines += [_clip(_change_line(change, name), CHANGE_LINE_CHARS - len(fits(change, payload))) + _untrusted(fits(change, payload)) for change in shown]
     if len(changes) > len(shown):
         lines.append(f"… and {len(changes) - len(shown)} more, earlier")
     return "\n".join(lines)

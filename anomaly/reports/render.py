@@ -21,7 +21,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from anomaly.alerts.render import headline, money
+from anomaly.alerts.render import WHAT_BROKE, excess_split, headline, money
 from anomaly.analysis import Project
 from anomaly.errors import AnomalyError
 
@@ -134,7 +134,18 @@ def incident_facts(evidence: IncidentEvidence, project: Project) -> dict[str, st
         "managed_note": managed,
         "excess_span": f"{len(evidence.excess)} day{'s' if len(evidence.excess) != 1 else ''} from onset",
         "terms": terms,
+        "what_broke": _what_broke(evidence.payload, currency),
     }
+
+
+def _what_broke(payload: dict, currency: str) -> str:
+    """``Fewer leads per click (…): $X from dearer clicks · $Y from fewer leads per click``, or ""
+    for an incident without a diagnosis."""
+    what = WHAT_BROKE.get(payload.get("mechanism"))
+    if what is None:
+        return ""
+    split = excess_split({**payload, "currency": currency}, money)
+    return f"{what}: {split}" if split else what
 
 
 def render_incident(evidence: IncidentEvidence, project: Project) -> tuple[str, str]:
