@@ -51,7 +51,9 @@ def test_demo_prints_the_handoff_alert_with_everything_a_cmo_needs(demo):
     assert "  Spend        $1,684 and 3 leads since onset (through Fri 2026-07-10)" in block
     assert "  Excess cost  ~$1,383 estimated" in block
     assert "  Managed by   Beacon Reach, since 2026-07-08 (2 days before onset)" in block
-    assert "dana.kim@beaconreach.example (Beacon Reach): CAMPAIGN UPDATE bidding_strategy_type" in block
+    assert "dana.kim@beaconreach.example (Beacon Reach): Bid strategy: Maximize conversions → Maximize clicks" in block
+    assert "ops@beaconreach.example (Beacon Reach): Budget raised from $1,300 to $2,500 a day" in block
+    assert "tom.reed@northwind-digital.example (Northwind Digital): Gave Beacon Reach admin access to the account" in block
     # it comes in the cycle of the first day whose data shows the spike, not later
     cycle_of_alert = output[: output.index(block)].rsplit("── cycle for ", 1)[1][:14]
     assert cycle_of_alert == "Fri 2026-07-10"
@@ -117,7 +119,7 @@ def test_the_demos_harbor_alert_splits_its_excess_and_points_at_the_partners_cha
     _, _, output = demo
     block = next(b for b in output.split("\n\n") if "Harbor Dental Group / Generic - Leads" in b)
     assert "               the clicks cost $1,098 less than usual · $2,481 from fewer leads per click" in block
-    assert "keyword.match_type: PHRASE -> BROAD (38 keywords) ← may explain the fewer leads per click" in block
+    assert "Match type: phrase → broad (38 keywords) ← may explain the fewer leads per click" in block
     assert "  Next step    Review the bid strategy, keyword, ad and targeting changes Beacon Reach made before onset; roll back if it continues." in block
 
 

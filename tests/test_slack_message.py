@@ -170,7 +170,7 @@ def test_handoff_alert_says_what_where_how_bad_who_and_what_to_do(handoff, confi
     assert changes.splitlines()[0] == "*Changes from the week before onset to detection (4)*"
     assert (
         "• Thu Jul 9 15:41 · dana.kim@beaconreach.example (Beacon Reach): "
-        "CAMPAIGN UPDATE bidding_strategy_type: MAXIMIZE_CONVERSIONS -&gt; MAXIMIZE_CLICKS ← may explain the fewer leads per click"
+        "Bid strategy: Maximize conversions → Maximize clicks ← may explain the fewer leads per click"
     ) in changes.splitlines()
     assert step.splitlines() == [
         "*Next step:* Review the bid strategy, keyword, ad and targeting changes Beacon Reach made before onset; roll back if it continues.",
@@ -327,7 +327,7 @@ def test_untrusted_names_render_literally_and_never_as_mentions_or_links(config)
         "&lt;!channel&gt; Sale",
         "&lt;https://evil.example|Budget&gt; &amp; Co",
         "&lt;@U123&gt;x@beaconreach.example",
-        "headline: &lt;!here&gt;",
+        "Headline: &lt;!here&gt;",
         "&lt;!subteam^S1&gt; Reach",
         "&lt;#C123&gt;",
         "&lt;!everyone&gt;",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from anomaly.alerts.change_words import describe
 from anomaly.config import Config
 from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, TRACKING, VOLUME, change_explains
 
@@ -148,7 +149,7 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
         row("Changes", f"{len(changes)} from a week before onset to detection:")
         for change in changes[-MAX_CHANGES:]:
             who = f"{change['user_email'] or 'no user'} ({name(change['party'])})"
-            what = " ".join(filter(None, [change["resource_type"], change["operation"], change["changed_fields"]]))
+            what = describe(change, currency, money)
             lines.append(f"  {'':<12}   {change['changed_at'].replace('T', ' ')}  {who}: {what}{fits(change, payload)}")
         if len(changes) > MAX_CHANGES:
             lines.append(f"  {'':<12}   … and {len(changes) - MAX_CHANGES} earlier")

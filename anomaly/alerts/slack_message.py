@@ -35,6 +35,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from anomaly.alerts.change_words import describe
 from anomaly.alerts.render import (
     excess_split,
     fits,
@@ -360,16 +361,17 @@ def _changes_text(payload: dict, name: Namer, config: Config | None) -> str:
         return f"No changes recorded in {_window(config)}"
     shown = changes[-MAX_CHANGES:]
     lines = [f"*Changes from {_window(config)} to detection ({len(changes)})*"]
-    lines += [_clip(_change_line(change, name), CHANGE_LINE_CHARS - len(fits(change, payload))) + _untrusted(fits(change, payload)) for change in shown]
+    currency = payload.get("currency", "USD")
+    lines += [_clip(_change_line(change, name, currency), CHANGE_LINE_CHARS - len(fits(change, payload))) + _untrusted(fits(change, payload)) for change in shown]
     if len(changes) > len(shown):
         lines.append(f"… and {len(changes) - len(shown)} more, earlier")
     return "\n".join(lines)
 
 
-def _change_line(change: dict, name: Namer) -> str:
+def _change_line(change: dict, name: Namer, currency: str = "USD") -> str:
     at = dt.datetime.fromisoformat(change["changed_at"])
     who = change["user_email"] or change.get("client_type") or "no user"
-    what = " ".join(filter(None, [change["resource_type"], change["operation"], change["changed_fields"]]))
+    what = describe(change, currency, money)
     return f"• {at:%a %b} {at.day} {at:%H:%M} · {_untrusted(who)} ({_untrusted(name(change['party']))}): {_untrusted(what)}"
 
 

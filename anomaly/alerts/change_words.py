@@ -1,0 +1,155 @@
+"""Change-history entries in words a CMO reads: "Budget raised from $1,300 to $2,500 a day", "Bid
+strategy: Maximize conversions → Maximize clicks", "Gave Beacon Reach admin access".
+
+A change arrives as the Google Ads change history reports it (a resource type such as
+``CAMPAIGN_BUDGET``, an operation, and the changed fields with their old and new values, as the
+Google Ads connector writes them, ``amount: 1300.00 -> 2500.00``, or as a change-history CSV may,
+``amount_micros: 1300000000 -> 2500000000``). ``describe`` turns each field it knows into a phrase
+and keeps any other as it was written; the raw form stays in the store, the evidence pack's table
+and the JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_FIELD = re.compile(r"^\s*(?P<path>[A-Za-z0-9_.]+)\s*:\s*(?P<old>.+?)\s*->\s*(?P<new>.+?)\s*(?P<note>\([^()]*\))?\s*$")
+_ROLE = re.compile(r"access_role\s*:\s*(?P<role>[A-Z_]+)\s*(?:\((?P<who>[^()]*)\))?", re.IGNORECASE)
+_RESOURCES = {
+    "CAMPAIGN_BUDGET": "budget",
+    "CAMPAIGN": "campaign",
+    "AD_GROUP": "ad group",
+    "AD_GROUP_AD": "ad",
+    "AD_GROUP_CRITERION": "keyword or targeting",
+    "CAMPAIGN_CRITERION": "campaign targeting",
+    "AD_GROUP_BID_MODIFIER": "bid adjustment",
+    "CONVERSION_ACTION": "conversion action",
+    "ASSET": "asset",
+    "FEED": "feed",
+}
+_OPERATIONS = {"CREATE": "added", "UPDATE": "changed", "REMOVE": "removed"}
+
+Money = Callable[[float, str], str]
+
+
+def describe(change: dict, currency: str, money: Money) -> str:
+    """The change in words (``money(amount, currency)`` writes an amount)."""
+    resource = (change.get("resource_type") or "").upper()
+    operation = (change.get("operation") or "").upper()
+    fields = change.get("changed_fields") or ""
+    if resource == "CUSTOMER_USER_ACCESS":
+        return _access(operation, fields)
+    phrases = [_field(part, resource, operation, currency, money) for part in _split(fields)]
+    phrases = [p for p in phrases if p]
+    thing = _RESOURCES.get(resource, resource.replace("_", " ").lower() or "account")
+    if not phrases:
+        return f"{thing.capitalize()} {_OPERATIONS.get(operation, operation.lower() or 'changed')}"
+    return "; ".join(dict.fromkeys(phrases))
+
+
+def _split(fields: str) -> list[str]:
+    """The comma-separated fields of a changed-fields text."""
+    parts, depth, current = [], 0, []
+    for i, char in enumerate(fields):
+        depth += char == "("
+        depth -= char == ")"
+        # a comma between fields, not one inside brackets or a number (1,300.00)
+        if char == "," and depth == 0 and re.match(r"\s*[A-Za-z_]", fields[i + 1 :]):
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _field(part: str, resource: str, operation: str, currency: str, money: Money) -> str:
+    match = _FIELD.match(part)
+    if not match:
+        path, colon, value = part.partition(":")
+        if colon and re.fullmatch(r"\s*[A-Za-z0-9_.]+\s*", path) and value.strip():  # a field and its one value
+            lower = path.strip().lower()
+            what = _bare(lower, resource, operation) if "keyword" in lower else _humane_path(lower).capitalize()
+            return f"{what}: {value.strip()}"
+        return _bare(part, resource, operation)
+    path, old, new, note = match["path"].lower(), match["old"], match["new"], match["note"] or ""
+    leaf = path.rsplit(".", 1)[-1]
+    micros = leaf.endswith("_micros")
+    leaf = leaf.removesuffix("_micros")
+    suffix = f" {note}" if note else ""
+    if leaf == "amount" and ("BUDGET" in resource or "budget" in path):
+        before, after = _number(old, micros), _number(new, micros)
+        if before is not None and after is not None:
+            verb = "raised" if after > before else "lowered" if after < before else "set"
+            return f"Budget {verb} from {money(before, currency)} to {money(after, currency)} a day{suffix}"
+    if leaf in ("target_cpa", "cpc_bid", "cpm_bid", "cpv_bid", "target_cpm"):
+        before, after = _number(old, micros), _number(new, micros)
+        if before is not None and after is not None:
+            title = {"target_cpa": "Target cost per lead", "cpc_bid": "Max cost per click"}.get(leaf, leaf.replace("_", " ").capitalize())
+            return f"{title}: {money(before, currency)} → {money(after, currency)}{suffix}"
+    if leaf == "target_roas":
+        before, after = _number(old, False), _number(new, False)
+        if before is not None and after is not None:
+            return f"Target return on ad spend: {before:.0%} → {after:.0%}{suffix}"
+    if leaf in ("bidding_strategy_type", "type") and "bidding" in path:
+        return f"Bid strategy: {_enum(old)} → {_enum(new)}{suffix}"
+    if leaf == "match_type":
+        return f"Match type: {_enum(old).lower()} → {_enum(new).lower()}{suffix}"
+    if leaf == "status":
+        thing = _RESOURCES.get(resource, "campaign")
+        verb = {"PAUSED": "Paused", "ENABLED": "Enabled", "REMOVED": "Removed"}.get(new.strip().upper())
+        return f"{verb} the {thing}{suffix}" if verb else f"Status: {_enum(old)} → {_enum(new)}{suffix}"
+    return f"{_humane_path(path)}: {old} → {new}{suffix}"
+
+
+def _bare(path: str, resource: str, operation: str) -> str:
+    """A changed field without its values: what kind of thing changed, in words."""
+    lower = path.lower()
+    verb = _OPERATIONS.get(operation, "changed")
+    if "keyword.text" in lower or lower.endswith("keyword"):
+        return {"added": "Added a keyword", "removed": "Removed a keyword"}.get(verb, "Changed a keyword")
+    if "amount" in lower and ("BUDGET" in resource or "budget" in lower):
+        return "Budget changed"
+    if "bidding_strategy" in lower or "target_cpa" in lower or "target_roas" in lower:
+        return "Bid strategy changed"
+    if "match_type" in lower:
+        return "Match type changed"
+    if re.search(r"(^|[._])status$", lower):
+        return "Status changed"
+    if not re.fullmatch(r"[a-z0-9_.]+", lower):
+        return path  # free text, as the history gave it
+    thing = _RESOURCES.get(resource, resource.replace("_", " ").lower() or "account")
+    return f"{thing.capitalize()}: {_humane_path(path)} {verb}"
+
+
+def _access(operation: str, fields: str) -> str:
+    match = _ROLE.search(fields)
+    role = match["role"].replace("_", " ").lower() if match else ""
+    who = (match["who"] if match and match["who"] else "").strip() or "a user"
+    access = f"{role} access" if role else "access"
+    if operation == "CREATE":
+        return f"Gave {who} {access} to the account"
+    if operation == "REMOVE":
+        return f"Removed {who}'s {access} to the account"
+    return f"Changed {who}'s access to the account" + (f" ({role})" if role else "")
+
+
+def _number(text: str, micros: bool) -> float | None:
+    try:
+        value = float(text.replace(",", "").strip())
+    except ValueError:
+        return None
+    return value / 1_000_000 if micros else value
+
+
+def _enum(text: str) -> str:
+    """``MAXIMIZE_CONVERSIONS`` → ``Maximize conversions``."""
+    words = text.strip().replace("_", " ").lower()
+    return words[:1].upper() + words[1:]
+
+
+def _humane_path(path: str) -> str:
+    """``ad_group_criterion.keyword.text`` → ``keyword text``."""
+    parts = [p for p in path.lower().split(".") if p not in ("ad_group_criterion", "campaign_criterion", "campaign", "ad_group", "ad_group_ad", "ad")]
+    return " ".join(p.replace("_", " ") for p in parts) or path
