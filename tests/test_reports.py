@@ -84,6 +84,24 @@ def test_pack_timeline_runs_from_handoff_to_each_alert(pack):
     sent = [e for e in events if " sent — delivered" in e]
     # the demo's two sinks each got the alert and its "excess past $5,000" update
     assert sorted(e.split(" · ", 1)[1].split(" to ")[0] for e in sent) == ["Alert", "Alert", "Update", "Update"]
+    # where a person saw them, not the sinks' names or file paths
+    assert sorted({e.split(" to ", 1)[1].split(" sent")[0] for e in sent}) == ["the alert log alerts.jsonl", "the console"]
+
+
+@pytest.mark.parametrize(
+    ("sink", "seen"),
+    [
+        ("console", "the console"),
+        ("jsonl:/srv/anomaly/logs/alerts.jsonl", "the alert log alerts.jsonl"),
+        ("slack:C0ALERTS", "Slack C0ALERTS"),
+        ("slack:#media-alerts", "Slack #media-alerts"),
+        ("slack-webhook:media-alerts", "Slack (webhook media-alerts)"),
+    ],
+)
+def test_the_timeline_says_where_a_person_saw_each_notification(sink, seen):
+    from anomaly.reports.evidence import where_seen
+
+    assert where_seen(sink) == seen
 
 
 def test_pack_excess_by_day_adds_up_to_the_incident_and_the_sample(pack, demo_config):

@@ -9,6 +9,8 @@ party behind it, the excess cost by day and by managing party, and a proposed sp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datetime as dt
 from collections import Counter
 from collections.abc import Mapping
@@ -222,8 +224,24 @@ def _compared(record: Mapping[str, Any]) -> str:
 _EVENT_WORDS = {"opened": "Alert", "updated": "Update", "resolved": "Resolution notice", "reminder": "Reminder"}
 
 
+def where_seen(sink: str) -> str:
+    """Where a person saw a notification, not how the service names its sink: ``Slack C0ALERTS``
+    (``#name`` when the configuration wrote one), ``Slack (webhook media-alerts)``, ``the
+    console``, ``the alert log alerts.jsonl`` (its file name, not its path)."""
+    kind, _, target = sink.partition(":")
+    if kind == "slack":
+        return f"Slack {target}" if target else "Slack"
+    if kind == "slack-webhook":
+        return f"Slack (webhook {target})" if target else "Slack (webhook)"
+    if kind == "console":
+        return "the console"
+    if kind == "jsonl":
+        return f"the alert log {Path(target).name}" if target else "the alert log"
+    return sink
+
+
 def _notification_event(note) -> TimelineEvent:
-    what = f"{_EVENT_WORDS.get(note.event, note.event.capitalize())} to {note.sink}"
+    what = f"{_EVENT_WORDS.get(note.event, note.event.capitalize())} to {where_seen(note.sink)}"
     if note.status == "sent":
         at = note.sent_at.to_pydatetime() if hasattr(note.sent_at, "to_pydatetime") else note.sent_at
         tries = f" after {note.attempts} attempts" if note.attempts and note.attempts > 1 else ""
