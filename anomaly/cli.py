@@ -35,6 +35,16 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return seconds
+
+
 def _until(text: str) -> dt.datetime:
     try:
         return parse_until(text, utcnow())
@@ -81,13 +91,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``anomaly run`` exits with this when it did nothing because another run, or the service, was at
+#: work on the store (EX_TEMPFAIL of sysexits.h: try again later)
+EXIT_BUSY = 75
+#: How long ``anomaly run`` waits for another run on the same store to finish, by default.
+RUN_WAIT_SECONDS = 300.0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from anomaly.alerts import make_sinks
     from anomaly.pipeline import pull_lines, run_cycle
+    from anomaly.service import HEARTBEAT_SECONDS, STALE_HEARTBEATS, new_holder
+    from anomaly.store.lock import RunLockHeldError, ServiceRunningError, describe_run
 
     config, rules, periods, _ = _load(args, require_sources=True)
     store = _store(config)
-    report = run_cycle(config, rules, periods, store, make_sinks(config), today=args.today, as_of=args.as_of)
+
+    def waiting(run) -> None:  # noqa: ANN001 - RunHolder | None
+        who = f" ({describe_run(run)})" if run is not None else ""
+        print(f"anomaly run: another run is working on {store.describe()}{who}; waiting up to {args.wait:g} s for it to finish", file=sys.stderr, flush=True)
+
+    service_stale_after = dt.timedelta(seconds=STALE_HEARTBEATS * HEARTBEAT_SECONDS)
+    try:
+        with store.run_lock(new_holder(), wait=args.wait, service_stale_after=service_stale_after, on_wait=waiting if args.wait > 0 else None):
+            report = run_cycle(config, rules, periods, store, make_sinks(config), today=args.today, as_of=args.as_of)
+    except RunLockHeldError as exc:
+        print(f"anomaly run: {exc}; this run did nothing, the next one catches up", file=sys.stderr)
+        return EXIT_BUSY
+    except ServiceRunningError as exc:
+        print(f"anomaly run: {exc}; this run did nothing: stop the service to run a cycle by hand", file=sys.stderr)
+        return EXIT_BUSY
     for p in report.pulls:
         print("\n".join(pull_lines(p)), file=sys.stderr)
     d = report.delivery
@@ -514,6 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one cycle: pull, detect, open/update/resolve incidents, notify")
     run.add_argument("--as-of", type=_date, help="last day to evaluate (default: the last day with data)")
     run.add_argument("--today", type=_date, help="the day the pull runs up to (default: today)")
+    run.add_argument(
+        "--wait", type=_seconds, default=RUN_WAIT_SECONDS, metavar="SECONDS",
+        help=f"how long to wait for another run on the same store to finish, then exit {EXIT_BUSY} having done nothing (default: {RUN_WAIT_SECONDS:g})",
+    )
     run.set_defaults(func=cmd_run)
 
     sub.add_parser("serve", help="the scheduled service: pull, detect and notify on each source's schedule, until stopped").set_defaults(func=cmd_serve)
