@@ -328,11 +328,9 @@ def _update(row: dict[str, Any], incident: Incident, excess_steps: Sequence[floa
     if not rose and not crossed and not turned:
         return None
     parts = ([incident.severity] if rose else []) + ([f"excess:{crossed[-1]:g}"] if crossed else []) + ([f"mechanism:{incident.mechanism}"] if turned else [])
-    reasons = {
-        "severity": incident.severity if rose else None,
-        "excess_step": crossed[-1] if crossed else None,
-        "mechanism": incident.mechanism if turned else None,
-    }
+    reasons = {"severity": incident.severity if rose else None, "excess_step": crossed[-1] if crossed else None}
+    if turned:
+        reasons["mechanism"] = incident.mechanism
     return ",".join(parts), reasons
 
 

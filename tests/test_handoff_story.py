@@ -151,8 +151,8 @@ def test_run_twice_delivers_each_alert_once(demo, capsys):
     assert [(e["event"], e["campaign_name"], e.get("update")) for e in events] == [
         ("opened", "Personal Injury", None),
         ("opened", "Generic - Leads", None),
-        ("updated", "Personal Injury", {"severity": "critical", "excess_step": None, "mechanism": None}),
-        ("updated", "Generic - Leads", {"severity": None, "excess_step": 5000.0, "mechanism": None}),  # the handoff's damage passed $5,000
+        ("updated", "Personal Injury", {"severity": "critical", "excess_step": None}),
+        ("updated", "Generic - Leads", {"severity": None, "excess_step": 5000.0}),  # the handoff's damage passed $5,000
     ]
     for _ in range(2):
         assert main(["--config", str(config), "run", "--today", "2026-07-13"]) == 0
