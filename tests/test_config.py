@@ -260,17 +260,17 @@ CONFIG_ERRORS = [
     ),
     pytest.param(
         "store:\n  url: [a, b\nrules_dir: rules\n",
-        ["config.yaml: line 3, column 10: invalid YAML: while parsing a flow sequence: expected ',' or ']', but got ':'"],
+        ["config.yaml: line 2: the '[' on this line is missing its closing ']', or a ',' between two of its items"],
         id="yaml-syntax-unclosed-list",
     ),
     pytest.param(
         "store:\n url: a\n  x: b\n",
-        ["config.yaml: line 3, column 4: invalid YAML: mapping values are not allowed here"],
+        ["config.yaml: line 3: a ':' where no key can begin: this line is indented deeper than the key above it, or a value holds ': ' (put that value in quotes)"],
         id="yaml-syntax-bad-indent",
     ),
     pytest.param(
         "store:\n\turl: a\n",
-        ["config.yaml: line 2, column 1: invalid YAML: while scanning for the next token: found character '\\t' that cannot start any token"],
+        ["config.yaml: line 2: a tab character: YAML indents with spaces only"],
         id="yaml-syntax-tab",
     ),
     pytest.param(
@@ -424,23 +424,23 @@ def rule(text: str) -> dict[str, str]:
 RULE_ERRORS = [
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratoi, warning: 2}\n"),
-        [f"rules/a.yaml: rules[0].type: expected one of {RULE_TYPE_NAMES}, got 'cpl_ratoi'"],
+        [f"rules/a.yaml: line 2, rule r1: type: expected one of {RULE_TYPE_NAMES}, got 'cpl_ratoi'"],
         id="unknown-rule-type",
     ),
     pytest.param(
         "", rule("- {name: r1, warning: 2}\n"),
-        [f"rules/a.yaml: rules[0].type: required key is missing; expected one of {RULE_TYPE_NAMES}"],
+        [f"rules/a.yaml: line 2, rule r1: type: required key is missing; expected one of {RULE_TYPE_NAMES}"],
         id="missing-rule-type",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, windw_days: 3}\n"),
-        [f"rules/a.yaml: rules[0].windw_days: unknown key; did you mean 'window_days'? expected one of: {RULE_KEYS}"],
+        [f"rules/a.yaml: line 2, rule r1: windw_days: unknown key; did you mean 'window_days'? expected one of: {RULE_KEYS}"],
         id="unknown-key-typo",
     ),
     pytest.param(
         "", rule("- {name: r1, type: threshold, metric: cpl, warning: 400, directon: below}\n"),
         [
-            "rules/a.yaml: rules[0].directon: unknown key; did you mean 'direction'? expected one of: "
+            "rules/a.yaml: line 2, rule r1: directon: unknown key; did you mean 'direction'? expected one of: "
             "after_changes, after_ownership_change, baseline_lag_days, critical, description, direction, enabled, family, forest, max_p_value, metric, "
             "min_expected_leads, min_spend, name, scope, type, warning, window_days"
         ],
@@ -449,147 +449,147 @@ RULE_ERRORS = [
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, after_ownership_change: {within_day: 7}}\n"),
         [
-            "rules/a.yaml: rules[0].after_ownership_change.within_day: unknown key; did you mean 'within_days'? "
+            "rules/a.yaml: line 2, rule r1: after_ownership_change.within_day: unknown key; did you mean 'within_days'? "
             "expected one of: critical, max_p_value, min_expected_leads, min_spend, warning, within_days"
         ],
         id="unknown-key-in-after-ownership-change",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio}\n"),
-        ["rules/a.yaml: rules[0].warning: required key is missing"],
+        ["rules/a.yaml: line 2, rule r1: warning: required key is missing"],
         id="missing-warning",
     ),
     pytest.param(
         "", rule("- {name: r1, type: threshold, warning: 400}\n"),
-        ["rules/a.yaml: rules[0].metric: required key is missing"],
+        ["rules/a.yaml: line 2, rule r1: metric: required key is missing"],
         id="threshold-missing-metric",
     ),
     pytest.param(
         "", rule("- {name: r1, type: threshold, metric: cost, warning: 400}\n"),
         [
-            "rules/a.yaml: rules[0].metric: input should be 'cpl', 'cpc', 'ctr', 'cvr', 'spend', 'leads', 'clicks' "
+            "rules/a.yaml: line 2, rule r1: metric: input should be 'cpl', 'cpc', 'ctr', 'cvr', 'spend', 'leads', 'clicks' "
             "or 'impressions', got 'cost'"
         ],
         id="threshold-unknown-metric",
     ),
     pytest.param(
         "", rule("- {name: CPL spike, type: cpl_ratio, warning: 2}\n"),
-        ["rules/a.yaml: rules[0].name: string should match pattern '^[a-z0-9][a-z0-9_.-]{0,63}$', got 'CPL spike'"],
+        ["rules/a.yaml: line 2, rule 'CPL spike': name: string should match pattern '^[a-z0-9][a-z0-9_.-]{0,63}$', got 'CPL spike'"],
         id="bad-rule-name",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, window_days: 29}\n"),
-        ["rules/a.yaml: rules[0].window_days: input should be less than or equal to 28, got 29"],
+        ["rules/a.yaml: line 2, rule r1: window_days: input should be less than or equal to 28, got 29"],
         id="window-out-of-range",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 1}\n"),
-        ["rules/a.yaml: rules[0].warning: must be a ratio > 1, got 1"],
+        ["rules/a.yaml: line 2, rule r1: warning: must be a ratio > 1, got 1"],
         id="cpl-ratio-warning-not-above-1",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, critical: 0.5}\n"),
-        ["rules/a.yaml: rules[0].critical: must be a ratio > 1, got 0.5"],
+        ["rules/a.yaml: line 2, rule r1: critical: must be a ratio > 1, got 0.5"],
         id="cpl-ratio-critical-not-above-1",
     ),
     pytest.param(
         "", rule("- {name: r1, type: lead_shortfall, warning: 1}\n"),
-        ["rules/a.yaml: rules[0].warning: must be a fraction of the expected leads, >= 0 and < 1, got 1"],
+        ["rules/a.yaml: line 2, rule r1: warning: must be a fraction of the expected leads, >= 0 and < 1, got 1"],
         id="lead-shortfall-warning-not-below-1",
     ),
     pytest.param(
         "", rule("- {name: r1, type: lead_shortfall, warning: -0.1}\n"),
-        ["rules/a.yaml: rules[0].warning: must be a fraction of the expected leads, >= 0 and < 1, got -0.1"],
+        ["rules/a.yaml: line 2, rule r1: warning: must be a fraction of the expected leads, >= 0 and < 1, got -0.1"],
         id="lead-shortfall-warning-negative",
     ),
     pytest.param(
         "", rule("- {name: r1, type: isolation_forest, warning: 1}\n"),
-        ["rules/a.yaml: rules[0].warning: must be a score > 0 and < 1, got 1"],
+        ["rules/a.yaml: line 2, rule r1: warning: must be a score > 0 and < 1, got 1"],
         id="isolation-forest-warning-not-below-1",
     ),
     pytest.param(
         "", rule("- {name: r1, type: isolation_forest, warning: 0}\n"),
-        ["rules/a.yaml: rules[0].warning: must be a score > 0 and < 1, got 0"],
+        ["rules/a.yaml: line 2, rule r1: warning: must be a score > 0 and < 1, got 0"],
         id="isolation-forest-warning-zero",
     ),
     pytest.param(
         "", rule("- {name: r1, type: threshold, metric: cpl, warning: -5}\n"),
-        ["rules/a.yaml: rules[0].warning: must be >= 0, got -5"],
+        ["rules/a.yaml: line 2, rule r1: warning: must be >= 0, got -5"],
         id="threshold-warning-negative",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 3, critical: 2}\n"),
-        ["rules/a.yaml: rules[0].critical: must be at least warning (3), got 2"],
+        ["rules/a.yaml: line 2, rule r1: critical: must be at least warning (3), got 2"],
         id="critical-below-warning-for-above-rule",
     ),
     pytest.param(
         "", rule("- {name: r1, type: lead_shortfall, warning: 0.2, critical: 0.5}\n"),
-        ["rules/a.yaml: rules[0].critical: must be at most warning (0.2), got 0.5"],
+        ["rules/a.yaml: line 2, rule r1: critical: must be at most warning (0.2), got 0.5"],
         id="critical-above-warning-for-below-rule",
     ),
     pytest.param(
         "", rule("- {name: r1, type: threshold, metric: leads, direction: below, warning: 5, critical: 10}\n"),
-        ["rules/a.yaml: rules[0].critical: must be at most warning (5), got 10"],
+        ["rules/a.yaml: line 2, rule r1: critical: must be at most warning (5), got 10"],
         id="critical-above-warning-for-threshold-below",
     ),
     pytest.param(
         "", rule("- {name: r1, type: threshold, metric: cpl, warning: 400, critical: 300}\n"),
-        ["rules/a.yaml: rules[0].critical: must be at least warning (400), got 300"],
+        ["rules/a.yaml: line 2, rule r1: critical: must be at least warning (400), got 300"],
         id="critical-below-warning-for-threshold-above",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 3, critical: 2, after_ownership_change: {within_days: 7}}\n"),
-        ["rules/a.yaml: rules[0].critical: must be at least warning (3), got 2"],
+        ["rules/a.yaml: line 2, rule r1: critical: must be at least warning (3), got 2"],
         id="critical-below-warning-reported-once-with-override-block",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, critical: 4, after_ownership_change: {warning: 0.5}}\n"),
-        ["rules/a.yaml: rules[0].after_ownership_change.warning: must be a ratio > 1, got 0.5"],
+        ["rules/a.yaml: line 2, rule r1: after_ownership_change.warning: must be a ratio > 1, got 0.5"],
         id="after-ownership-change-warning-out-of-range",
     ),
     pytest.param(
         "", rule("- {name: r1, type: lead_shortfall, warning: 0.2, after_ownership_change: {critical: 1.5}}\n"),
-        ["rules/a.yaml: rules[0].after_ownership_change.critical: must be a fraction of the expected leads, >= 0 and < 1, got 1.5"],
+        ["rules/a.yaml: line 2, rule r1: after_ownership_change.critical: must be a fraction of the expected leads, >= 0 and < 1, got 1.5"],
         id="after-ownership-change-critical-out-of-range",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, critical: 4, after_ownership_change: {warning: 5}}\n"),
-        ["rules/a.yaml: rules[0].after_ownership_change.warning: must be at most critical (4), got 5"],
+        ["rules/a.yaml: line 2, rule r1: after_ownership_change.warning: must be at most critical (4), got 5"],
         id="after-ownership-change-warning-beyond-inherited-critical",
     ),
     pytest.param(
         "", rule("- {name: r1, type: lead_shortfall, warning: 0.3, critical: 0.1, after_ownership_change: {warning: 0.05}}\n"),
-        ["rules/a.yaml: rules[0].after_ownership_change.warning: must be at least critical (0.1), got 0.05"],
+        ["rules/a.yaml: line 2, rule r1: after_ownership_change.warning: must be at least critical (0.1), got 0.05"],
         id="after-ownership-change-warning-beyond-inherited-critical-below",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, critical: 4, after_ownership_change: {critical: 1.5}}\n"),
-        ["rules/a.yaml: rules[0].after_ownership_change.critical: must be at least warning (2), got 1.5"],
+        ["rules/a.yaml: line 2, rule r1: after_ownership_change.critical: must be at least warning (2), got 1.5"],
         id="after-ownership-change-critical-below-inherited-warning",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, after_ownership_change: {warning: 3, critical: 2.5}}\n"),
-        ["rules/a.yaml: rules[0].after_ownership_change.critical: must be at least warning (3), got 2.5"],
+        ["rules/a.yaml: line 2, rule r1: after_ownership_change.critical: must be at least warning (3), got 2.5"],
         id="after-ownership-change-critical-below-its-warning",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, after_ownership_change: {within_days: 0}}\n"),
-        ["rules/a.yaml: rules[0].after_ownership_change.within_days: input should be greater than or equal to 1, got 0"],
+        ["rules/a.yaml: line 2, rule r1: after_ownership_change.within_days: input should be greater than or equal to 1, got 0"],
         id="after-ownership-change-within-days-out-of-range",
     ),
     pytest.param(
         "", rule("- {name: r1, type: isolation_forest, warning: 0.99, forest: {mode: require, min_score: 0.9}}\n"),
-        ["rules/a.yaml: rules[0].forest.mode: expected 'ignore' (an isolation_forest rule is the score itself), got 'require'"],
+        ["rules/a.yaml: line 2, rule r1: forest.mode: expected 'ignore' (an isolation_forest rule is the score itself), got 'require'"],
         id="forest-gate-on-isolation-forest",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, forest: {mode: always}}\n"),
-        ["rules/a.yaml: rules[0].forest.mode: input should be 'ignore', 'require' or 'escalate', got 'always'"],
+        ["rules/a.yaml: line 2, rule r1: forest.mode: input should be 'ignore', 'require' or 'escalate', got 'always'"],
         id="unknown-forest-mode",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, forest: {mode: escalate, min_score: 1}}\n"),
-        ["rules/a.yaml: rules[0].forest.min_score: input should be less than 1, got 1"],
+        ["rules/a.yaml: line 2, rule r1: forest.min_score: input should be less than 1, got 1"],
         id="forest-min-score-out-of-range",
     ),
     pytest.param(
@@ -598,22 +598,22 @@ RULE_ERRORS = [
             "a.yaml": "rules:\n  - {name: cpl-spike, type: cpl_ratio, warning: 2}\n",
             "b.yaml": "rules:\n  - {name: other, type: cpl_ratio, warning: 2}\n  - {name: cpl-spike, type: cpl_ratio, warning: 3}\n",
         },
-        ["rules/b.yaml: rules[1].name: rule name 'cpl-spike' is already used in a.yaml"],
+        ["rules/b.yaml: line 3, rule cpl-spike: name: the name is already used by the rule on line 2 of a.yaml"],
         id="duplicate-rule-name-across-files",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2}\n- {name: r1, type: lead_shortfall, warning: 0.2}\n"),
-        ["rules/a.yaml: rules[1].name: rule name 'r1' is already used in a.yaml"],
+        ["rules/a.yaml: line 3, rule r1: name: the name is already used by the rule on line 2 of a.yaml"],
         id="duplicate-rule-name-in-one-file",
     ),
     pytest.param(
         PARTY_A, rule("- {name: r1, type: cpl_ratio, warning: 2, scope: {parties: [a, partner]}}\n"),
-        ["rules/a.yaml: rules[0].scope.parties[1]: party 'partner' is not defined under 'parties' (defined: a)"],
+        ["rules/a.yaml: line 2, rule r1: scope.parties[1]: party 'partner' is not defined under 'parties' (defined: a)"],
         id="scope-party-not-defined",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, scope: {acounts: ['1001']}}\n"),
-        ["rules/a.yaml: rules[0].scope.acounts: unknown key; did you mean 'accounts'? expected one of: accounts, campaigns, parties"],
+        ["rules/a.yaml: line 2, rule r1: scope.acounts: unknown key; did you mean 'accounts'? expected one of: accounts, campaigns, parties"],
         id="unknown-key-in-scope",
     ),
     pytest.param("", {}, ["rules: no rule files (*.yaml) in the rules folder"], id="empty-rules-folder"),
@@ -637,12 +637,12 @@ RULE_ERRORS = [
     ),
     pytest.param(
         "", {"a.yaml": "rules: [r1]\n"},
-        ["rules/a.yaml: rules[0]: input should be a valid dictionary or object to extract fields from, got 'r1'"],
+        ["rules/a.yaml: line 1, rule #1: input should be a valid dictionary or object to extract fields from, got 'r1'"],
         id="rule-not-a-mapping",
     ),
     pytest.param(
         "", {"a.yml": "rules:\n  - {name: r1, type: cpl_ratio, warning: 2}\n  - {name: r1, type: cpl_ratio, warning: 2}\n"},
-        ["rules/a.yml: rules[1].name: rule name 'r1' is already used in a.yml"],
+        ["rules/a.yml: line 3, rule r1: name: the name is already used by the rule on line 2 of a.yml"],
         id="yml-extension-is-read",
     ),
     pytest.param(
@@ -652,63 +652,63 @@ RULE_ERRORS = [
     ),
     pytest.param(
         "", {"a.yaml": "rules:\n  - {name: r1, type: cpl_ratio, description: '${WHY}', warning: 2}\n"},
-        ["rules/a.yaml: rules[0].description: environment variable WHY is not set"],
+        ["rules/a.yaml: line 2, rule r1: description: environment variable WHY is not set"],
         id="rules-env-var-not-set",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, window_days: true}\n"),
-        ["rules/a.yaml: rules[0].window_days: expected a whole number, got true (true and false are not numbers)"],
+        ["rules/a.yaml: line 2, rule r1: window_days: expected a whole number, got true (true and false are not numbers)"],
         id="boolean-as-window-days",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, min_spend: .inf}\n"),
-        ["rules/a.yaml: rules[0].min_spend: expected a finite number, got infinity (.inf, or a number too large to hold)"],
+        ["rules/a.yaml: line 2, rule r1: min_spend: expected a finite number, got infinity (.inf, or a number too large to hold)"],
         id="infinite-min-spend",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, min_spend: 1e400}\n"),
-        ["rules/a.yaml: rules[0].min_spend: expected a finite number, got infinity (.inf, or a number too large to hold)"],
+        ["rules/a.yaml: line 2, rule r1: min_spend: expected a finite number, got infinity (.inf, or a number too large to hold)"],
         id="min-spend-too-large-to-hold",
     ),
     pytest.param(
         "", rule("- {name: r1, type: threshold, metric: cpl, warning: .inf}\n"),
-        ["rules/a.yaml: rules[0].warning: expected a finite number, got infinity (.inf, or a number too large to hold)"],
+        ["rules/a.yaml: line 2, rule r1: warning: expected a finite number, got infinity (.inf, or a number too large to hold)"],
         id="infinite-threshold",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: .nan}\n"),
-        ["rules/a.yaml: rules[0].warning: expected a finite number, got NaN (not a number)"],
+        ["rules/a.yaml: line 2, rule r1: warning: expected a finite number, got NaN (not a number)"],
         id="nan-threshold",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: true}\n"),
-        ["rules/a.yaml: rules[0].warning: expected a number, got true (true and false are not numbers)"],
+        ["rules/a.yaml: line 2, rule r1: warning: expected a number, got true (true and false are not numbers)"],
         id="boolean-as-threshold",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, min_spend: '50'}\n"),
-        ["rules/a.yaml: rules[0].min_spend: expected a number, got the text '50'"],
+        ["rules/a.yaml: line 2, rule r1: min_spend: expected a number, got the text '50'"],
         id="quoted-number",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, after_ownership_change: {within_days: true, max_p_value: .inf}}\n"),
         [
-            "rules/a.yaml: rules[0].after_ownership_change.within_days: expected a whole number, got true (true and false are not numbers)",
-            "rules/a.yaml: rules[0].after_ownership_change.max_p_value: expected a finite number, got infinity (.inf, or a number too large to hold)",
+            "rules/a.yaml: line 2, rule r1: after_ownership_change.within_days: expected a whole number, got true (true and false are not numbers)",
+            "rules/a.yaml: line 2, rule r1: after_ownership_change.max_p_value: expected a finite number, got infinity (.inf, or a number too large to hold)",
         ],
         id="override-numbers",
     ),
     pytest.param(
         "", rule("- {name: r1, type: spend_ratio, warning: 3, worse_ratio: .inf, explained_by: {max_budget_factor: 1e999}}\n"),
         [
-            "rules/a.yaml: rules[0].worse_ratio: expected a finite number, got infinity (.inf, or a number too large to hold)",
-            "rules/a.yaml: rules[0].explained_by.max_budget_factor: expected a finite number, got infinity (.inf, or a number too large to hold)",
+            "rules/a.yaml: line 2, rule r1: worse_ratio: expected a finite number, got infinity (.inf, or a number too large to hold)",
+            "rules/a.yaml: line 2, rule r1: explained_by.max_budget_factor: expected a finite number, got infinity (.inf, or a number too large to hold)",
         ],
         id="spend-rule-numbers",
     ),
     pytest.param(
         "", rule("- {name: r1, type: cpl_ratio, warning: 2, forest: {mode: require, min_score: .nan}}\n"),
-        ["rules/a.yaml: rules[0].forest.min_score: expected a finite number, got NaN (not a number)"],
+        ["rules/a.yaml: line 2, rule r1: forest.min_score: expected a finite number, got NaN (not a number)"],
         id="forest-gate-number",
     ),
 ]
@@ -720,13 +720,164 @@ def test_rules_error(tmp_path: Path, config: str, rules: dict[str, str] | None, 
     assert str(load_error(path, environ={})) == expected(tmp_path, lines)
 
 
+BLOCK_RULES = """\
+# Cost-per-lead rules, written as partner managers write them: one key a line.
+rules:
+  - name: cpl-spike-1d
+    type: cpl_ratio
+    warning: 2.5
+    critical: 4.0
+    after_changes:
+      - kinds: [bidding]
+        warning: 5
+
+  - name: cpl-spike-7d
+    type: cpl_ratio
+    window_days: 7
+    warning: 1.5
+    after_ownership_change:
+      within_days: 28
+      warning: 0.8
+
+  - name: leads-stopped
+    type: lead_shortfall
+    warning: 0.15
+    critical: 0.3
+
+  - type: cpl_ratio
+    warning: 2
+
+  - name: spend-runaway
+    type: spend_ratio
+    warning: 3
+    min_spend: 25
+    scope:
+      acounts: ["3307714460"]
+"""
+
+
+def test_a_rule_error_gives_the_line_and_the_rule_name(tmp_path: Path) -> None:
+    # the line of the key at fault; for a missing key, the line where its rule (or block) begins
+    path = write_case(tmp_path, "", {"cost_per_lead.yaml": BLOCK_RULES})
+    assert str(load_error(path, environ={})) == expected(
+        tmp_path,
+        [
+            "rules/cost_per_lead.yaml: line 9, rule cpl-spike-1d: after_changes[0].warning: must be at most critical (4), got 5",
+            "rules/cost_per_lead.yaml: line 17, rule cpl-spike-7d: after_ownership_change.warning: must be a ratio > 1, got 0.8",
+            "rules/cost_per_lead.yaml: line 22, rule leads-stopped: critical: must be at most warning (0.15), got 0.3",
+            "rules/cost_per_lead.yaml: line 24, rule #4: name: required key is missing",
+            "rules/cost_per_lead.yaml: line 32, rule spend-runaway: scope.acounts: unknown key; did you mean 'accounts'? "
+            "expected one of: accounts, campaigns, parties",
+        ],
+    )
+
+
+def test_a_rule_name_used_twice_gives_both_lines(tmp_path: Path) -> None:
+    first = "rules:\n  - name: cpl-spike-1d\n    type: cpl_ratio\n    warning: 2.5\n"
+    second = "rules:\n  - name: spend-runaway\n    type: spend_ratio\n    warning: 3\n\n  - name: cpl-spike-1d\n    type: cpl_ratio\n    warning: 3\n"
+    path = write_case(tmp_path, "", {"a.yaml": first, "b.yaml": second})
+    assert str(load_error(path, environ={})) == expected(
+        tmp_path, ["rules/b.yaml: line 6, rule cpl-spike-1d: name: the name is already used by the rule on line 2 of a.yaml"]
+    )
+
+
+def _broken(text: str) -> dict[str, str]:
+    return {"cost_per_lead.yaml": text}
+
+
+INDENTATION = "the indentation does not line up with the lines above (a key or list item is indented differently)"
+
+#: the common YAML syntax errors of a hand-edited rules file, in words, at the line to fix
+YAML_SYNTAX_IN_WORDS = [
+    pytest.param(
+        "rules:\n  - name: r1\n    type: cpl_ratio\n   warning: 2\n", f"line 4: {INDENTATION}", id="key-indented-less",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    type: cpl_ratio\n    warning: 2\n   - name: r2\n", f"line 5: {INDENTATION}", id="list-item-indented-more",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    type: cpl_ratio\n    warning: 2\n  critical: 3\n", f"line 5: {INDENTATION}", id="key-at-the-list-level",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    scope:\n      accounts:\n        - '1'\n       - '2'\n", f"line 6: {INDENTATION}", id="list-items-not-aligned",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    type: cpl_ratio\n      warning: 2\n",
+        "line 4: a ':' where no key can begin: this line is indented deeper than the key above it, or a value holds ': ' (put that value in quotes)",
+        id="key-indented-more",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    description: Note: a spike\n    type: cpl_ratio\n",
+        "line 3: a ':' where no key can begin: this line is indented deeper than the key above it, or a value holds ': ' (put that value in quotes)",
+        id="colon-in-a-value",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    type cpl_ratio\n    warning: 2\n",
+        "line 3: a line without ':' among keys: write each as `key: value`, with a space after the ':'",
+        id="key-without-colon",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    warning:2\n    type: cpl_ratio\n",
+        "line 3: a line without ':' among keys: write each as `key: value`, with a space after the ':'",
+        id="no-space-after-colon",
+    ),
+    pytest.param("rules:\n  - name: r1\n\ttype: cpl_ratio\n", "line 3: a tab character: YAML indents with spaces only", id="tab"),
+    pytest.param(
+        "rules:\n  - name: 'r1\n    type: cpl_ratio\n", "line 2: a quote (') opens on this line and is never closed", id="unclosed-quote",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    scope: {accounts: ['1', '2']\n    warning: 2\n",
+        "line 3: the '{' on this line is missing its closing '}', or a ',' between two of its items",
+        id="unclosed-brace",
+    ),
+    pytest.param(
+        "rules:\n  - {name: r1 type: cpl_ratio, warning: 2}\n",
+        "line 2: the '{' on this line is missing its closing '}', or a ',' between two of its items",
+        id="missing-comma",
+    ),
+    pytest.param(
+        "rules: [\n  {name: r1, type: cpl_ratio, warning: 2},\n", "line 1: the file ends before the '[' on this line is closed with ']'",
+        id="file-ends-inside-brackets",
+    ),
+    pytest.param("rules: [{name: r1}]]\n", "line 1: a ']' that closes nothing: no '[' before it is still open", id="extra-closing-bracket"),
+    pytest.param(
+        "rules:\n  - name: 'r1' spike\n", "line 2: more text after a value in quotes or brackets: put the whole value in quotes", id="text-after-quotes",
+    ),
+    pytest.param("rules:\n  - name: @r1\n", "line 2: a value cannot begin with '@': put the value in quotes", id="reserved-character"),
+    pytest.param(
+        "rules:\n  - name: r1\n    description: *important\n",
+        "line 3: *important refers to an anchor &important that is not defined above: put a value that begins with '*' in quotes",
+        id="star-at-the-start",
+    ),
+    pytest.param(
+        "rules:\n  - name: r1\n    description: **important**\n", "line 3: a value cannot begin with '*': put the value in quotes", id="two-stars",
+    ),
+    pytest.param(
+        'rules:\n  - name: r1\n    description: "C:\\q"\n',
+        "line 3: in double quotes a backslash starts an escape (\\n, \\t, \\\\) and this one is none: use single quotes, or write the backslash twice",
+        id="unknown-escape",
+    ),
+    pytest.param(
+        "rules:\n  - {name: r1, type: cpl_ratio, warning: 2}\n---\nrules: []\n",
+        "line 3: a second document begins on this line ('---'): a file holds one",
+        id="two-documents",
+    ),
+]
+
+
+@pytest.mark.parametrize("text, line", YAML_SYNTAX_IN_WORDS)
+def test_yaml_syntax_errors_in_words(tmp_path: Path, text: str, line: str) -> None:
+    path = write_case(tmp_path, "", _broken(text))
+    assert str(load_error(path, environ={})) == expected(tmp_path, [f"rules/cost_per_lead.yaml: {line}"])
+
+
 def test_load_rules_alone_checks_scope_parties(tmp_path: Path) -> None:
     write_case(tmp_path, "", rule("- {name: r1, type: cpl_ratio, warning: 2, scope: {parties: [b]}}\n"))
     assert [r.name for r in load_rules(tmp_path / "rules")] == ["r1"]  # no parties given: nothing to check against
     with pytest.raises(ConfigError) as excinfo:
         load_rules(tmp_path / "rules", parties={})
     assert str(excinfo.value) == expected(
-        tmp_path, ["rules/a.yaml: rules[0].scope.parties[0]: party 'b' is not defined under 'parties' (defined: none are configured)"]
+        tmp_path, ["rules/a.yaml: line 2, rule r1: scope.parties[0]: party 'b' is not defined under 'parties' (defined: none are configured)"]
     )
 
 
@@ -747,10 +898,10 @@ def test_problems_in_several_files_are_reported_together(tmp_path: Path) -> None
         [
             "config.yaml: sources[0].metrics: required key is missing",
             f"config.yaml: stroe: unknown key; did you mean 'store'? expected one of: {CONFIG_KEYS}",
-            "my_rules/b.yaml: line 2, column 1: invalid YAML: while parsing a flow node: expected the node content, but found '<stream end>'",
-            "my_rules/c.yaml: rules[0].name: rule name 'r1' is already used in a.yaml",
-            "my_rules/d.yaml: rules[0].warning: must be a ratio > 1, got 1",
-            "my_rules/d.yaml: rules[1].critical: must be at most warning (0.2), got 0.4",
+            "my_rules/b.yaml: line 1: the file ends before the '[' on this line is closed with ']'",
+            "my_rules/c.yaml: line 2, rule r1: name: the name is already used by the rule on line 2 of a.yaml",
+            "my_rules/d.yaml: line 2, rule r2: warning: must be a ratio > 1, got 1",
+            "my_rules/d.yaml: line 3, rule r3: critical: must be at most warning (0.2), got 0.4",
         ],
     )
 
@@ -766,11 +917,11 @@ def test_cross_reference_problems_are_reported_with_rule_problems(tmp_path: Path
         tmp_path,
         [
             "config.yaml: ownership.default_party: party 'b' is not defined under 'parties' (defined: a)",
-            "rules/a.yaml: rules[1].warning: must be >= 0, got -1",
+            "rules/a.yaml: line 3, rule r2: warning: must be >= 0, got -1",
         ],
     )
     # the scope of r1 is only checked once the file as a whole is valid
-    assert [p.where for p in error.problems] == ["ownership.default_party", "rules[1].warning"]
+    assert [p.where for p in error.problems] == ["ownership.default_party", "line 3, rule r2"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1094,8 +1245,8 @@ def test_cli_check_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFix
         [
             f"config.yaml: sources: {NO_SOURCE}",
             "config.yaml: detection.forest.n_estimators: input should be greater than or equal to 1, got 0",
-            f"rules/a.yaml: rules[0].windw_days: unknown key; did you mean 'window_days'? expected one of: {RULE_KEYS}",
-            "rules/a.yaml: rules[1].warning: must be a score > 0 and < 1, got 1",
+            f"rules/a.yaml: line 2, rule r1: windw_days: unknown key; did you mean 'window_days'? expected one of: {RULE_KEYS}",
+            "rules/a.yaml: line 3, rule r2: warning: must be a score > 0 and < 1, got 1",
         ],
     ) + "\n4 problems found.\n"
 

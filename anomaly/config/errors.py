@@ -166,8 +166,8 @@ def _problems_from_validation(exc: ValidationError, file: str, root: type[BaseMo
         if kind == "value_error":
             text = msg.removeprefix("Value error, ")
             for piece in text.split("; "):
-                sub = re.match(r"^([a-z_]+(?:\.[a-z_]+)*): (.*)$", piece)
-                if sub and sub.group(1).split(".")[0] in _allowed_keys(root, loc):
+                sub = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*): (.*)$", piece)
+                if sub and re.split(r"[.\[]", sub.group(1))[0] in _allowed_keys(root, loc):
                     where = ".".join(filter(None, [_format_loc(loc), sub.group(1)]))
                     problems.append(Problem(file, where, sub.group(2)))
                 else:
@@ -183,3 +183,39 @@ def _problems_from_validation(exc: ValidationError, file: str, root: type[BaseMo
         text = msg[0].lower() + msg[1:]
         problems.append(Problem(file, _format_loc(loc), f"{text}, got {_short(given)}"))
     return problems
+
+
+_RULE_PATH = re.compile(r"^rules\[(\d+)\](.*)$")
+_PATH_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+
+def rule_label(raw: Any, index: int) -> str:
+    """How a problem names the rule at ``index`` of a rules file: ``rule cpl-spike-7d`` by its name
+    as written, ``rule #6`` (its position, from 1) when it has none."""
+    rules = raw.get("rules") if isinstance(raw, dict) else None
+    item = rules[index] if isinstance(rules, list) and index < len(rules) else None
+    name = item.get("name") if isinstance(item, dict) else None
+    if isinstance(name, str) and name.strip():
+        return f"rule {name}" if re.fullmatch(r"[A-Za-z0-9_.-]+", name) else f"rule {_short(name)}"
+    return f"rule #{index + 1}"
+
+
+def at_rules(problems: list[Problem], file: str, raw: Any, lines: dict[tuple, int]) -> list[Problem]:
+    """Problems of one rules file located as a partner manager finds them: ``rules[5].critical``
+    becomes ``line 42, rule cpl-spike-7d: critical``, the line of the key at fault (or of the
+    nearest thing written above it: a missing key's rule or block)."""
+    located = []
+    for problem in problems:
+        match = _RULE_PATH.match(problem.where) if problem.file == file else None
+        if match is None:
+            located.append(problem)
+            continue
+        index, rest = int(match.group(1)), match.group(2).lstrip(".")
+        path: tuple = ("rules", index)
+        line = lines.get(path)
+        for step in _PATH_STEP.finditer(rest):
+            path = (*path, step.group(1) if step.group(1) is not None else int(step.group(2)))
+            line = lines.get(path, line)
+        where = ", ".join(filter(None, [f"line {line}" if line else "", rule_label(raw, index)]))
+        located.append(Problem(problem.file, where, f"{rest}: {problem.message}" if rest else problem.message))
+    return located

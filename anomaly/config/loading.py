@@ -10,11 +10,11 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from anomaly.config.errors import _hidden_problems, _problems_from_validation
+from anomaly.config.errors import _hidden_problems, _problems_from_validation, at_rules
 from anomaly.config.model import Config
 from anomaly.config.parties import PartyConfig
 from anomaly.config.rules import RuleBase, RulesFile
-from anomaly.config.yamlio import interpolate_env, read_yaml
+from anomaly.config.yamlio import interpolate_env, read_yaml, read_yaml_lines
 from anomaly.errors import ConfigError, Problem
 from anomaly.redaction import remember
 
@@ -44,31 +44,35 @@ def _load_rules(
     first_seen: dict[str, str] = {}
     for path in files:
         try:
-            raw = read_yaml(path)
+            raw, lines = read_yaml_lines(path)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
         hidden: dict[str, str] = {}
         raw, env_problems = interpolate_env(raw, str(path), environ, hidden)
-        problems.extend(env_problems)
         if not isinstance(raw, dict):
+            problems.extend(env_problems)
             problems.append(Problem(str(path), "", f"expected a mapping with a 'rules' list, got {'an empty file' if raw is None else type(raw).__name__}"))
             continue
+        found = list(env_problems)
         try:
             parsed = RulesFile.model_validate(raw)
         except ValidationError as exc:
-            problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), RulesFile, hidden), env_problems))
+            found.extend(_without_unset_env(_problems_from_validation(exc, str(path), RulesFile, hidden), env_problems))
+            problems.extend(at_rules(found, str(path), raw, lines))
             continue
         for i, rule in enumerate(parsed.rules):
             where = f"rules[{i}]"
+            line = lines.get(("rules", i, "name"))
             if rule.name in first_seen:
-                problems.append(Problem(str(path), f"{where}.name", f"rule name {rule.name!r} is already used in {first_seen[rule.name]}"))
-            first_seen.setdefault(rule.name, f"{path.name}")
+                found.append(Problem(str(path), f"{where}.name", f"the name is already used by the rule on {first_seen[rule.name]}"))
+            first_seen.setdefault(rule.name, f"line {line} of {path.name}")
             if parties is not None:
                 for j, party in enumerate(rule.scope.parties):
                     if party not in parties:
-                        problems.append(Problem(str(path), f"{where}.scope.parties[{j}]", _undefined_party(party, parties)))
+                        found.append(Problem(str(path), f"{where}.scope.parties[{j}]", _undefined_party(party, parties)))
             rules.append(rule)
+        problems.extend(at_rules(found, str(path), raw, lines))
     return rules, problems
 
 

@@ -102,7 +102,7 @@ class RuleBase(StrictModel):
     def _check_thresholds(self) -> "RuleBase":
         problems: list[str] = []
         overrides = [("after_ownership_change.", self.after_ownership_change)]
-        overrides += [(f"after_changes.{i}.", change) for i, change in enumerate(self.after_changes)]
+        overrides += [(f"after_changes[{i}].", change) for i, change in enumerate(self.after_changes)]
         for prefix, source in [("", self), *overrides]:
             if source is None:
                 continue

@@ -123,7 +123,18 @@ _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, 
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse one YAML file safely. Raise ConfigError naming the line and column of a syntax error."""
+    """Parse one YAML file safely. Raise ConfigError naming the line of a syntax error, in words."""
+    return _read(path, positions=False)[0]
+
+
+def read_yaml_lines(path: Path) -> tuple[Any, dict[tuple, int]]:
+    """``read_yaml``, and the line (from 1) where each key and list item of the document is written,
+    by its path: ``("rules", 5, "critical")`` → 42. A problem found later, by path, can then say
+    where it is in the file."""
+    return _read(path, positions=True)
+
+
+def _read(path: Path, *, positions: bool) -> tuple[Any, dict[tuple, int]]:
     try:
         data = read_limited(path, expected="a YAML file", limit=MAX_YAML_BYTES)
     except FileReadError as exc:
@@ -136,9 +147,15 @@ def read_yaml(path: Path) -> Any:
         else:
             message = f"not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
         raise ConfigError([Problem(str(path), "", message)]) from None
+    loader = None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+        loader = _StrictLoader(text)  # checks the text for characters YAML does not allow
+        node = loader.get_single_node()
+        document = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
+        plain = _in_words(exc, text)
+        if plain is not None:
+            raise ConfigError([Problem(str(path), *plain)]) from None
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         message = exc.problem or str(exc)
@@ -153,6 +170,113 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError([Problem(str(path), where, f"invalid YAML: expected printable text, got the character {chr(exc.character)!r}{hint}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(str(path), "", f"invalid YAML: {exc}")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return document, (_lines(node) if positions and node is not None else {})
+
+
+def _lines(root: yaml.Node) -> dict[tuple, int]:
+    """The line of each key and list item under ``root``, by path (see ``read_yaml_lines``)."""
+    lines: dict[tuple, int] = {}
+    stack: list[tuple[tuple, yaml.Node]] = [((), root)]
+    while stack:  # the loader bounded the values, aliases included, so this walk is bounded too
+        path, node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    lines.setdefault((*path, key_node.value), key_node.start_mark.line + 1)
+                    stack.append(((*path, key_node.value), value_node))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines.setdefault((*path, i), item.start_mark.line + 1)
+                stack.append(((*path, i), item))
+    return lines
+
+
+#: what PyYAML's parser means by an indentation that does not line up, in words
+INDENTATION = "the indentation does not line up with the lines above (a key or list item is indented differently)"
+_TOKEN_NAMES = {"<block mapping start>", "<block sequence start>", "?", "-"}
+_BRACKETS = {"[": "]", "{": "}"}
+
+
+def _in_words(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, str] | None:
+    """The common PyYAML scanner and parser errors as ``("line N", a sentence)``, at the line a
+    person has to fix (which is not always where PyYAML stopped reading); None for the others."""
+    problem, context = exc.problem or "", exc.context or ""
+    at, opened = exc.problem_mark, exc.context_mark
+    if at is None:
+        return None
+
+    def line(mark: yaml.Mark) -> str:
+        return f"line {mark.line + 1}"
+
+    found = re.fullmatch(r"expected <block end>, but found '(.*)'", problem)
+    if found:
+        token = found.group(1)
+        lines = text.splitlines()
+        before = lines[at.line][: at.column] if at.line < len(lines) else ""
+        if token in _TOKEN_NAMES or (token == "<scalar>" and not before.strip()):
+            return line(at), INDENTATION
+        if token in ("]", "}"):
+            opening = "[" if token == "]" else "{"
+            return line(at), f"a '{token}' that closes nothing: no '{opening}' before it is still open"
+        if token == "<scalar>":
+            return line(at), "more text after a value in quotes or brackets: put the whole value in quotes"
+        return None
+    if problem == "mapping values are not allowed here":
+        return line(at), (
+            "a ':' where no key can begin: this line is indented deeper than the key above it, "
+            "or a value holds ': ' (put that value in quotes)"
+        )
+    if problem == "could not find expected ':'" and opened is not None:
+        return line(opened), "a line without ':' among keys: write each as `key: value`, with a space after the ':'"
+    character = re.fullmatch(r"found character '(.*)' that cannot start any token", problem)
+    if character:
+        if character.group(1) == "\\t":
+            return line(at), "a tab character: YAML indents with spaces only"
+        return line(at), f"a value cannot begin with {character.group(1)!r}: put the value in quotes"
+    if context == "while scanning a quoted scalar" and opened is not None:
+        quote = text[opened.index] if opened.index < len(text) else "'"
+        return line(opened), f"a quote ({quote}) opens on this line and is never closed"
+    if "while scanning a double-quoted scalar" in context and problem.startswith("found unknown escape character"):
+        return line(at), (
+            "in double quotes a backslash starts an escape (\\n, \\t, \\\\) and this one is none: "
+            "use single quotes, or write the backslash twice"
+        )
+    flow = re.fullmatch(r"expected ',' or '([\]}])', but got '(.*)'", problem)
+    if flow and opened is not None:
+        opening = "[" if flow.group(1) == "]" else "{"
+        return line(opened), f"the '{opening}' on this line is missing its closing '{flow.group(1)}', or a ',' between two of its items"
+    if problem == "expected the node content, but found '<stream end>'":
+        unclosed = _unclosed_bracket(text)
+        if unclosed is not None:
+            bracket, mark = unclosed
+            return line(mark), f"the file ends before the '{bracket}' on this line is closed with '{_BRACKETS[bracket]}'"
+        return None
+    alias = re.fullmatch(r"found undefined alias '(.*)'", problem)
+    if alias:
+        return line(at), f"*{alias.group(1)} refers to an anchor &{alias.group(1)} that is not defined above: put a value that begins with '*' in quotes"
+    if context in ("while scanning an anchor", "while scanning an alias") and opened is not None:
+        sign = "&" if "anchor" in context else "*"
+        return line(opened), f"a value cannot begin with '{sign}': put the value in quotes"
+    if context == "expected a single document in the stream":
+        return line(at), "a second document begins on this line ('---'): a file holds one"
+    return None
+
+
+def _unclosed_bracket(text: str) -> tuple[str, yaml.Mark] | None:
+    """The innermost '[' or '{' still open where the text ends, with where it is."""
+    open_: list[tuple[str, yaml.Mark]] = []
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken)):
+                open_.append(("[" if isinstance(token, yaml.FlowSequenceStartToken) else "{", token.start_mark))
+            elif isinstance(token, (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken)) and open_:
+                open_.pop()
+    except yaml.YAMLError:
+        pass
+    return open_[-1] if open_ else None
 
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
