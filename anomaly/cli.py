@@ -6,8 +6,10 @@ import argparse
 import csv
 import datetime as dt
 import getpass
+import importlib.metadata
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -17,7 +19,7 @@ from typing import TextIO
 
 import pandas as pd
 
-from anomaly.alerts.render import money, render_text
+from anomaly.alerts.render import METRIC_LABELS, MONEY_METRICS, metric_value, money, render_text
 from anomaly.config import Config, default_config_path, load_config, load_rules, undefined_references
 from anomaly.errors import AnomalyError, ConfigError, InputError, Problem
 from anomaly.ownership import ownership_periods, with_inferred
@@ -105,7 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from anomaly.store.lock import RunLockHeldError, ServiceRunningError, describe_run
 
     config, rules, periods, _ = _load(args, require_sources=True)
+    if args.store_changes and args.as_of is None:
+        raise InputError([_usage_problem("--store-changes goes with --as-of: a run without --as-of stores its changes anyway")])
     store = _store(config)
+    if args.as_of is not None and not args.store_changes:
+        return _evaluate_past(config, rules, periods, store, args.as_of)
 
     def waiting(run) -> None:  # noqa: ANN001 - RunHolder | None
         who = f" ({describe_run(run)})" if run is not None else ""
@@ -129,7 +135,67 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{report.enqueued} new notification(s), {d.sent} sent, {d.failed} failed, {d.pending} pending, {d.silenced} silenced",
         file=sys.stderr,
     )
+    if d.failed or d.pending:
+        from anomaly.alerts import waiting_lines
+
+        print("\n".join(f"  {line}" for line in waiting_lines(store, utcnow())), file=sys.stderr)
     return 0 if d.failed == 0 else 1
+
+
+def _evaluate_past(config: Config, rules: list, periods: pd.DataFrame, store: Store, as_of: dt.date) -> int:
+    """``anomaly run --as-of D``: what detection finds on the stored data up to D, printed; the
+    store (incidents, outbox) stays as it is, and nothing is pulled or sent."""
+    from anomaly.pipeline import evaluate
+
+    evaluated_on, incidents = evaluate(config, rules, periods, store, as_of)
+    if evaluated_on is None:
+        first, last = store.first_metric_day(), store.last_metric_day()
+        held = f"holds metrics from {first} to {last}" if first is not None else "holds no metrics; run `anomaly run` first"
+        print(f"No metrics up to {as_of}: the store at {store.describe()} {held}.", file=sys.stderr)
+        return 1
+    open_ones = sum(1 for i in incidents if i.status == "open")
+    print(f"As of {as_of}, detection finds {len(incidents)} incident(s), {open_ones} open on that day:")
+    _print_table(
+        ["status", "detected", "onset", "account", "campaign", "rule", "severity", "managed by", "excess"],
+        [
+            [
+                i.status if i.resolved_on is None else f"resolved {i.resolved_on}",
+                i.detected_on.isoformat(),
+                i.onset.isoformat(),
+                _clip(i.account_name, 24),
+                _clip(i.campaign_name or "all campaigns", 24),
+                i.rule,
+                i.severity,
+                config.party_name(i.managing_party),
+                money(i.excess_cost, i.currency),
+            ]
+            for i in incidents
+        ],
+    )
+    print(
+        f"Nothing was pulled, stored or sent: this looked at the past. `anomaly run --as-of {as_of} --store-changes` "
+        f"writes these incidents to the store as they stood on {as_of} (an incident open today may be resolved or changed back) and sends their notifications.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    config, _, _, _ = _load(args)
+    store = _store(config)
+    now = utcnow().replace(microsecond=0)
+    by = args.by or _user()
+    row = store.acknowledge(args.incident_id, by, now=now)
+    if row is None:
+        print(f"no incident {args.incident_id}; `anomaly incidents` lists them", file=sys.stderr)
+        return 1
+    payload = row["details"]["payload"]
+    what = f"incident {row['id']} ({payload['account_name']} / {payload['campaign_name'] or 'all campaigns'}, {row['status']})"
+    if row["acknowledged_at"] == now and row["acknowledged_by"] == by:
+        print(f"{what} acknowledged by {by} at {_utc(now)}: no more reminders")
+    else:
+        print(f"{what} was already acknowledged by {row['acknowledged_by']} at {_utc(row['acknowledged_at'])}; that stands")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -210,24 +276,35 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     config, rules, periods, _ = _load(args)
     if args.rules:
         rules = load_rules(Path(args.rules), config.parties)
-    if args.date_to < args.date_from:
+    if args.date_from and args.date_to and args.date_to < args.date_from:
         raise InputError([_usage_problem(f"--to {args.date_to} is before --from {args.date_from}")])
     store = _store(config)
     started = time.perf_counter()
     metrics = store.load_metrics(end=args.date_to)
-    if metrics.empty:
+    last = store.last_metric_day()
+    if last is None:
         print(f"The store at {store.describe()} holds no metrics; run `anomaly run` (or `anomaly demo`) first.", file=sys.stderr)
+        return 1
+    first = store.first_metric_day()
+    start, end = args.date_from or first, args.date_to or last
+    if end < first or start > last:
+        asked = f"from {start} to {end}" if args.date_from and args.date_to else f"from {start} on" if args.date_from else f"up to {end}"
+        print(
+            f"No metrics {asked}: the store at {store.describe()} holds metrics from {first} to {last}; "
+            "replay within that span, or leave out --from and --to to replay all of it.",
+            file=sys.stderr,
+        )
         return 1
     changes = store.load_changes()
     periods = with_inferred(periods, store.load_inferred_ownership())
-    incidents = backtest(config, rules, periods, metrics, changes, args.date_from, args.date_to)
+    incidents = backtest(config, rules, periods, metrics, changes, start, end)
     elapsed = time.perf_counter() - started
     records = [i.backtest_record() for i in incidents]
     if args.format == "json":
         print(json.dumps(records, indent=2))
     else:
         _print_table(
-            ["detected", "onset", "account", "campaign", "rule", "severity", "observed", "baseline", "managed by", "excess"],
+            ["detected", "onset", "account", "campaign", "rule", "severity", "metric", "observed", "baseline", "managed by", "excess"],
             [
                 [
                     r["detected_on"],
@@ -236,15 +313,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                     _clip(r["campaign_name"], 24),
                     r["rule"],
                     r["severity"],
-                    _num(r["observed"]),
-                    _num(r["baseline"]),
+                    METRIC_LABELS.get(r["metric"], r["metric"]),
+                    metric_value(r["metric"], r["observed"], r["currency"]),
+                    metric_value(r["metric"], r["baseline"], r["currency"]),
                     config.party_name(r["managing_party"]),
                     money(r["excess_cost"], r["currency"]),
                 ]
                 for r in records
             ],
         )
-    days = (args.date_to - args.date_from).days + 1
+    days = (end - start).days + 1
     campaigns = metrics.groupby(["account_id", "campaign_id"]).ngroups
     print(
         f"{len(records)} alert(s) in {days} day(s) over {campaigns} campaign(s), "
@@ -300,7 +378,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return 0
     if args.format == "csv":
-        write_csv(sys.stdout, INCIDENT_FIELDS, ({**r, "excess_by_party": json.dumps(r["excess_by_party"], sort_keys=True)} for r in records))
+        write_csv(sys.stdout, INCIDENT_FIELDS, (_csv_record(r, project.config) for r in records))
         return 0
     _print_table(
         ["id", "status", "severity", "detected", "onset", "account", "campaign", "rule", "managed by", "excess"],
@@ -321,6 +399,30 @@ def cmd_incidents(args: argparse.Namespace) -> int:
         ],
     )
     return 0
+
+
+#: the columns of an incident that are amounts of money (``observed`` and ``baseline`` too, when the metric is)
+MONEY_FIELDS = ("spend", "cpl", "baseline_cpl", "excess_cost")
+
+
+def _csv_record(record: dict, config: Config) -> dict:
+    """One incident as a CSV row: money to the cent, leads to two decimals (platforms report
+    fractions), and the excess by party as one text cell, ``Beacon Reach: 4494.00; Northwind
+    Digital: 1123.44`` (largest first), in the incident's currency like every money cell."""
+    row = dict(record)
+    money_fields = MONEY_FIELDS + (("observed", "baseline") if record["metric"] in MONEY_METRICS else ())
+    for key in money_fields:
+        row[key] = _rounded(record[key], 2)
+    for key in {"observed", "baseline"} - set(money_fields):
+        row[key] = _rounded(record[key], 4)
+    row["leads"] = _rounded(record["leads"], 2)
+    shares = sorted((record["excess_by_party"] or {}).items(), key=lambda item: (-item[1], item[0]))
+    row["excess_by_party"] = "; ".join(f"{config.party_name(party)}: {amount:.2f}" for party, amount in shares)
+    return row
+
+
+def _rounded(value: float | None, places: int) -> float | None:
+    return None if value is None else round(float(value), places)
 
 
 #: what a spreadsheet reads as the start of a formula at the beginning of a cell (OWASP, CSV injection)
@@ -373,11 +475,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         if row is None:
             print(f"no incident {args.incident_id}; `anomaly incidents` lists them", file=sys.stderr)
             return 1
+        # the files first: a reader that stops reading the printout (`| head -2`) must not stop them
+        evidence = incident_evidence(project, row["id"])
+        html, markdown = render_incident(evidence, project)
+        paths = write_report(out, f"incident-{row['id']}", html, markdown)
         payload = row["details"]["payload"]
         print(render_text("resolved" if row["status"] == "resolved" else "opened", {**payload, "incident_id": row["id"]}, config))
         if row["acknowledged_at"] is not None:
             print(f"  {'Acknowledged':<12} by {row['acknowledged_by']} at {_utc(row['acknowledged_at'])}")
-        evidence = incident_evidence(project, row["id"])
         print("\n  Excess cost by managing party:")
         for party in evidence.by_party.itertuples():
             print(f"    {party.name:<24} {money(party.excess, evidence.currency)}")
@@ -385,8 +490,6 @@ def cmd_report(args: argparse.Namespace) -> int:
             print("\n  Proposed split (settlement in config.yaml):")
             for line in evidence.split:
                 print(f"    {line.name:<24} {money(line.amount, evidence.currency):>10}  {line.percent:5.1f}%")
-        html, markdown = render_incident(evidence, project)
-        paths = write_report(out, f"incident-{row['id']}", html, markdown)
     else:
         keys = _party_keys(config, args.party)
         last = project.store.last_metric_day()
@@ -398,12 +501,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         if end < start:
             raise InputError([_usage_problem(f"--to {end} is before --from {start}")])
         card = party_scorecard(project, start, end, keys)
-        _print_scorecard(card)
         html, markdown = render_scorecard(card, project)
         named = "-".join(keys) if keys else "all"
         if len(named) > 64:  # several long party keys: the file name says how many instead
             named = f"{len(keys)}-parties"
         paths = write_report(out, f"scorecard-{named}-{start}-{end}", html, markdown)
+        _print_scorecard(card)
     print(f"\nWritten: {paths[0]}\n         {paths[1]}")
     return 0
 
@@ -513,12 +616,6 @@ def _usage_problem(message: str) -> Problem:
     return Problem("command line", "", message)
 
 
-def _num(value) -> str:
-    if value is None:
-        return "∞"
-    return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
-
-
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -535,17 +632,63 @@ def _print_table(headers: list[str], rows: list[list]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+def _common_options(*, suppress: bool) -> argparse.ArgumentParser:
+    """``--config`` and ``-v``: taken before the command and after it (``anomaly status -v``).
+    After it, they default to SUPPRESS: a sub-command's parser sets them only when given, so it
+    never overwrites what was given before the command."""
+    common = argparse.ArgumentParser(add_help=False)
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    common.add_argument(
+        "--config", metavar="PATH", **default,
+        help="config file (default: $ANOMALY_CONFIG, else ./config.yaml, else the project's embedded default)",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", **default, help="log progress to stderr")
+    return common
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("paid-media-anomaly")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="anomaly", description="Cost-per-lead anomaly detection and alerting for paid media.")
-    parser.add_argument("--config", help="config file (default: $ANOMALY_CONFIG, else ./config.yaml, else the project's embedded default)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser = argparse.ArgumentParser(
+        prog="anomaly", description="Cost-per-lead anomaly detection and alerting for paid media.", parents=[_common_options(suppress=False)]
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common_options(suppress=True)]
 
-    sub.add_parser("demo", help="generate the sample portfolio, run the pipeline on it, print the alerts").set_defaults(func=cmd_demo)
-    sub.add_parser("check", help="validate config.yaml and the rules; every problem as file: path: message").set_defaults(func=cmd_check)
+    def command(name: str, help: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:  # noqa: A002 - argparse's name
+        return sub.add_parser(name, help=help, description=description or help[:1].upper() + help[1:] + ".", parents=common, **kwargs)
 
-    run = sub.add_parser("run", help="one cycle: pull, detect, open/update/resolve incidents, notify")
-    run.add_argument("--as-of", type=_date, help="last day to evaluate (default: the last day with data)")
+    command(
+        "demo", "generate the sample portfolio, run the pipeline on it, print the alerts",
+        "Write the sample portfolio to sample/ beside the config file, replay a week of the service's daily cycles "
+        "on it with a fresh store and alert log, and print the alerts.",
+    ).set_defaults(func=cmd_demo)
+    command(
+        "check", "validate config.yaml and the rules; every problem as file: path: message",
+        "Validate the config file, the rules folder and the ownership file: every problem as `file: path: message`, "
+        "one a line. Exits 0 only when everything is valid; reads no store and sends nothing.",
+    ).set_defaults(func=cmd_check)
+
+    run = command(
+        "run", "one cycle: pull, detect, open/update/resolve incidents, notify",
+        "One cycle: pull every source, detect on the stored data, open, update and resolve incidents, deliver "
+        "the pending notifications. With --as-of, evaluate a past day without changing anything (add --store-changes "
+        "to write its outcome to the store and send it).",
+    )
+    run.add_argument(
+        "--as-of", type=_date, metavar="YYYY-MM-DD",
+        help="evaluate the stored data as of this day and print what detection finds; pulls, writes and sends nothing unless --store-changes",
+    )
+    run.add_argument(
+        "--store-changes", action="store_true",
+        help="with --as-of: pull, and write the incidents as of that day to the store (resolving or reopening today's) and send their notifications",
+    )
     run.add_argument("--today", type=_date, help="the day the pull runs up to (default: today)")
     run.add_argument(
         "--wait", type=_seconds, default=RUN_WAIT_SECONDS, metavar="SECONDS",
@@ -553,17 +696,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    sub.add_parser("serve", help="the scheduled service: pull, detect and notify on each source's schedule, until stopped").set_defaults(func=cmd_serve)
-    sub.add_parser("status", help="last pulls, next runs, the service lock, pending notifications, open incidents").set_defaults(func=cmd_status)
+    command(
+        "serve", "the scheduled service: pull, detect and notify on each source's schedule, until stopped",
+        "The scheduled service in the foreground: pull each source on its schedule, detect, deliver every few minutes, "
+        "refit daily, until SIGTERM or Ctrl-C. One instance per store: a second one is refused. See docs/operations.md.",
+    ).set_defaults(func=cmd_serve)
+    command(
+        "status", "last pulls, next runs, the service lock, notifications waiting, open incidents",
+        "What the service did last and will do next, whether or not it runs: each source's last pull and next run, "
+        "the service lock, the notifications still waiting (with their sink, age and last error) and the open incidents "
+        "(acknowledged, silenced). Reads the store, changes nothing.",
+    ).set_defaults(func=cmd_status)
 
-    bt = sub.add_parser("backtest", help="replay history causally; print the alerts that would have been sent")
-    bt.add_argument("--from", dest="date_from", type=_date, required=True, metavar="YYYY-MM-DD")
-    bt.add_argument("--to", dest="date_to", type=_date, required=True, metavar="YYYY-MM-DD")
+    ack = command(
+        "ack", "acknowledge an incident: someone is on it (no more reminders)",
+        "Record that someone took incident ID on, as the Slack button does: its reminders stop and `anomaly incidents`, "
+        "`anomaly status` and its evidence pack say who. The first acknowledgement stands.",
+    )
+    ack.add_argument("incident_id", type=int, metavar="ID")
+    ack.add_argument("--by", metavar="NAME", help="who takes it on (default: the login name)")
+    ack.set_defaults(func=cmd_ack)
+
+    bt = command(
+        "backtest", "replay history causally; print the alerts that would have been sent",
+        "Replay the stored history causally, day by day, and print exactly the alerts that would have been sent "
+        "from --from to --to (default: the whole stored span). Changes nothing in the store.",
+    )
+    bt.add_argument("--from", dest="date_from", type=_date, metavar="YYYY-MM-DD", help="first day of alerts (default: the first day with data)")
+    bt.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="last day of alerts (default: the last day with data)")
     bt.add_argument("--rules", help="a rules folder to try instead of the configured one")
     bt.add_argument("--format", choices=("table", "json"), default="table")
     bt.set_defaults(func=cmd_backtest)
 
-    inc = sub.add_parser("incidents", help="list incidents, filtered; as a table, JSON or CSV")
+    inc = command("incidents", "list incidents, filtered; as a table, JSON or CSV")
     inc.add_argument("--status", choices=("open", "resolved"))
     inc.add_argument("--party", action="append", metavar="KEY|NAME", help="managed at onset by this party (repeatable)")
     inc.add_argument("--account", action="append", metavar="ID", help="on this account (repeatable)")
@@ -572,10 +737,10 @@ def build_parser() -> argparse.ArgumentParser:
     inc.add_argument("--format", choices=("table", "json", "csv"), default="table")
     inc.set_defaults(func=cmd_incidents)
 
-    rep = sub.add_parser(
+    rep = command(
         "report",
-        help="the evidence pack of one incident (HTML and Markdown), or with --party/--from/--to the party scorecard",
-        description="`anomaly report ID`: the evidence pack of incident ID. `anomaly report [--party KEY] [--from D] [--to D]`: "
+        "the evidence pack of one incident (HTML and Markdown), or with --party/--from/--to the party scorecard",
+        "`anomaly report ID`: the evidence pack of incident ID. `anomaly report [--party KEY] [--from D] [--to D]`: "
         "the party scorecard (default: every party, the 30 days up to the last day with data).",
     )
     rep.add_argument("incident_id", type=int, nargs="?", metavar="ID")
@@ -585,9 +750,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports", metavar="DIR", help="where the HTML and Markdown files go (default: ./reports)")
     rep.set_defaults(func=cmd_report)
 
-    silence = sub.add_parser("silence", help="hold back the notifications of matching incidents for a while: add, list, expire")
+    silence = command("silence", "hold back the notifications of matching incidents for a while: add, list, expire")
     actions = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser("add", help="a new silence; at least one matcher; prints its id")
+    add = actions.add_parser("add", help="a new silence; at least one matcher; prints its id", description="A new silence; at least one matcher; prints its id.", parents=common)
     add.add_argument("--account", metavar="ID", help="account id")
     add.add_argument("--campaign", metavar="ID", help="campaign id")
     add.add_argument("--rule", metavar="NAME", help="the rule that opened the incident")
@@ -596,16 +761,70 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--reason", required=True, metavar="TEXT")
     add.add_argument("--by", metavar="NAME", help="who asks for it (default: the login name)")
     add.set_defaults(func=cmd_silence_add)
-    ls = actions.add_parser("list", help="silences in force, from config.yaml and the store")
+    ls = actions.add_parser("list", help="silences in force, from config.yaml and the store", description="The silences in force, from config.yaml and the store.", parents=common)
     ls.add_argument("--all", action="store_true", help="expired ones too")
     ls.set_defaults(func=cmd_silence_list)
-    expire = actions.add_parser("expire", help="end a stored silence now")
+    expire = actions.add_parser("expire", help="end a stored silence now", description="End a stored silence now.", parents=common)
     expire.add_argument("silence_id", type=int, metavar="ID")
     expire.set_defaults(func=cmd_silence_expire)
     return parser
 
 
+class _ReaderGoneStdout:
+    """Standard output that a reader may close early (``anomaly demo | head -3``): the first
+    write that finds the pipe closed sends the rest of the output to /dev/null, as Python's
+    documentation advises for SIGPIPE, instead of raising BrokenPipeError in the middle of the
+    command's work. The command goes on to the end (a report's files, the demo's replay, the
+    store), then exits 1 quietly (``reader_gone``)."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._to_devnull()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        self.reader_gone = True
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):  # not a file (a test's capture): dropping the text is enough
+            return
+        # what is still buffered goes to /dev/null too, so that the flush at exit does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - fileno, isatty, encoding… of the stream
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
+    guard = sys.stdout = _ReaderGoneStdout(stdout)
+    try:
+        code = _main(argv)
+    finally:  # also after --help and --version (SystemExit)
+        guard.flush()
+        sys.stdout = stdout
+    return 1 if guard.reader_gone else code
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     redact_logs()

@@ -212,6 +212,22 @@ def derive_incidents(
     )
 
 
+def evaluate(
+    config: Config, rules: list[RuleBase], ownership: pd.DataFrame, store: Store, as_of: dt.date | None = None
+) -> tuple[dt.date | None, list[Incident]]:
+    """The incidents detection derives from the stored data up to ``as_of`` (default: the last
+    day with data), and that day; (None, []) when the store holds no metrics up to it. Reads the
+    store, writes nothing."""
+    metrics = store.load_metrics(end=as_of)
+    if metrics.empty:
+        return None, []
+    as_of = as_of or metrics["date"].max().date()
+    changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+    periods = with_inferred(ownership, store.load_inferred_ownership())
+    completeness = store.lead_completeness(config.detection.reporting_lag_days, as_of=as_of)
+    return as_of, derive_incidents(config, rules, periods, metrics, changes, as_of, completeness)
+
+
 def run_cycle(
     config: Config,
     rules: list[RuleBase],
@@ -233,15 +249,9 @@ def run_cycle(
     """
     today = today or dt.date.today()
     pulls, failures = pull(config, store, today) if pull_sources else ([], [])
-    metrics = store.load_metrics(end=as_of)
+    as_of, derived = evaluate(config, rules, ownership, store, as_of)
     enqueued = 0
-    derived: list[Incident] = []
-    if not metrics.empty:
-        as_of = as_of or metrics["date"].max().date()
-        changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
-        periods = with_inferred(ownership, store.load_inferred_ownership())
-        completeness = store.lead_completeness(config.detection.reporting_lag_days, as_of=as_of)
-        derived = derive_incidents(config, rules, periods, metrics, changes, as_of, completeness)
+    if as_of is not None:
         router = Router(config.alerts, [sink.name for sink in sinks])
         writes = reconcile(store.load_incidents(), derived, as_of, router, excess_steps=config.alerts.excess_steps)
         enqueued = store.save_incidents(writes)

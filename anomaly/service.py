@@ -66,7 +66,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from anomaly.alerts import DeliveryError, Sink, deliver, make_sinks
+from anomaly.alerts import DeliveryError, Sink, deliver, make_sinks, waiting_lines
 from anomaly.alerts.render import money
 from anomaly.alerts.sinks import ConsoleSink, Delivery, Receipt
 from anomaly.alerts.slack_app import SlackAppRunner
@@ -75,6 +75,7 @@ from anomaly.errors import AnomalyError, InputError, Problem
 from anomaly.ownership import ownership_periods
 from anomaly.pipeline import file_lines, no_rows_text, pull_source, run_cycle
 from anomaly.redaction import redact
+from anomaly.silences import active_silences, matches
 from anomaly.store import PullRecord, ServiceLock, Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -513,17 +514,29 @@ def status_text(config: Config, store: Store, file: str, *, now: dt.datetime | N
     else:
         lines.append(f"Delivery: next {_when(delivery_trigger(config, lock.acquired_at).get_next_fire_time(None, now), zone)} ({every})")
     lines.append(f"Refit: next {_when(cron[REFIT].get_next_fire_time(None, now), zone)} ({trigger_text(cron[REFIT])})")
-    lines.append(f"Notifications pending: {store.outbox_counts().get('pending', 0)}")
+    naive_now = now.astimezone(dt.UTC).replace(tzinfo=None)
+    pending = store.notifications(status="pending")
+    failed = sum(1 for row in pending if row["attempts"])
+    lines.append(f"Notifications pending: {len(pending)}" + (f", {failed} failed (tried again at each delivery)" if failed else ""))
+    lines += [f"  {line}" for line in waiting_lines(store, naive_now)]
     incidents = store.load_incidents(status="open")
+    silences = active_silences(config, store, naive_now)
     lines += ["", f"Open incidents: {len(incidents)}"]
     for row in incidents:
         payload = row["details"]["payload"]
         lines.append(
             f"  #{row['id']} {payload['account_name']} / {payload['campaign_name']}: since {row['onset']}, "
             f"excess ~{money(row['excess_cost'], payload['currency'])}, {row['severity']}, managed by {config.party_name(row['managing_party'])}"
-            + (f", acknowledged by {row['acknowledged_by']}" if row["acknowledged_at"] else "")
+            + (f", acknowledged by {row['acknowledged_by']} at {_when(row['acknowledged_at'], zone)}" if row["acknowledged_at"] else "")
+            + "".join(f", {_silenced_text(silence, zone)}" for silence in silences if matches(silence, payload, naive_now))
         )
     return "\n".join(lines)
+
+
+def _silenced_text(silence, zone: ZoneInfo) -> str:  # noqa: ANN001 - anomaly.store.Silence
+    """``silenced until … (silence 3 by dana: "reason")``: which silence holds an incident's notifications back."""
+    which = f"silence {silence.id}" if silence.id is not None else "config.yaml"
+    return f"silenced until {_when(silence.until, zone)} ({which} by {silence.created_by}: {silence.reason!r})"
 
 
 def _lock_line(lock: ServiceLock | None, now: dt.datetime, zone: ZoneInfo) -> str:

@@ -138,9 +138,43 @@ def test_backtest_table_and_timing_line(demo, capsys):
     capsys.readouterr()
     assert main(["--config", str(config), "backtest", "--from", "2026-07-01", "--to", "2026-07-12"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[0].split() == ["detected", "onset", "account", "campaign", "rule", "severity", "observed", "baseline", "managed", "by", "excess"]
-    assert "Beacon Reach" in captured.out
+    header, _, *rows = captured.out.splitlines()
+    assert header.split() == ["detected", "onset", "account", "campaign", "rule", "severity", "metric", "observed", "baseline", "managed", "by", "excess"]
+    # money one way in every column: the currency's symbol, whole dollars from $100 (as the alerts write it)
+    assert "cost/lead  $1,165    $220      Northwind Digital  $4,733" in rows[0]
+    assert "cost/lead  $561      $101      Beacon Reach       $5,617" in rows[1]
     assert captured.err.startswith("2 alert(s) in 12 day(s) over 7 campaign(s)")
+
+
+def test_backtest_replays_the_whole_stored_span_without_dates(demo, capsys):
+    _, config, _ = demo
+    capsys.readouterr()
+    assert main(["--config", str(config), "backtest", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert [r["detected_on"] for r in json.loads(captured.out)] == ["2026-07-10", "2026-07-10"]
+    assert captured.err.startswith("2 alert(s) in 133 day(s) over 7 campaign(s)")  # 2026-03-02 to 2026-07-12
+    assert main(["--config", str(config), "backtest", "--from", "2026-07-11", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "asked"),
+    [
+        pytest.param(["--from", "2025-01-01", "--to", "2025-01-31"], "from 2025-01-01 to 2025-01-31", id="before-the-data"),
+        pytest.param(["--from", "2026-08-01"], "from 2026-08-01 on", id="after-the-data"),
+        pytest.param(["--to", "2026-01-31"], "up to 2026-01-31", id="up-to-before-the-data"),
+    ],
+)
+def test_a_backtest_outside_the_stored_span_says_which_span_the_store_holds(demo, capsys, argv, asked):
+    folder, config, _ = demo
+    capsys.readouterr()
+    assert main(["--config", str(config), "backtest", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"No metrics {asked}: the store at sqlite:///{folder / 'sample' / 'anomaly.db'} holds metrics from 2026-03-02 to 2026-07-12; "
+        "replay within that span, or leave out --from and --to to replay all of it.\n"
+    )
 
 
 def test_run_twice_delivers_each_alert_once(demo, capsys):
@@ -160,16 +194,17 @@ def test_run_twice_delivers_each_alert_once(demo, capsys):
     assert "0 new notification(s), 0 sent, 0 failed, 0 pending" in capsys.readouterr().err
 
 
-def test_incidents_and_report_commands(demo, capsys):
+def test_incidents_and_report_commands(demo, capsys, tmp_path):
     _, config, _ = demo
     capsys.readouterr()
     assert main(["--config", str(config), "incidents", "--status", "open"]) == 0
     listing = capsys.readouterr().out
     assert "Harbor Dental Group" in listing and "Beacon Reach" in listing
-    assert main(["--config", str(config), "report", "2"]) == 0
+    assert main(["--config", str(config), "report", "2", "--out", str(tmp_path)]) == 0
     report = capsys.readouterr().out
     assert "Excess cost by managing party:" in report and "Beacon Reach" in report
-    assert main(["--config", str(config), "report", "999"]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["incident-2.html", "incident-2.md"]
+    assert main(["--config", str(config), "report", "999", "--out", str(tmp_path)]) == 1
 
 
 def test_a_bad_file_is_reported_with_its_line_and_changes_nothing(tmp_path, capsys):
@@ -216,7 +251,7 @@ def test_an_acknowledged_incident_says_who_took_it_on(tmp_path, capsys):
 
     assert main(["--config", str(config_path), "incidents"]) == 0
     listing = capsys.readouterr().out
-    assert main(["--config", str(config_path), "report", str(harbor["id"])]) == 0
+    assert main(["--config", str(config_path), "report", str(harbor["id"]), "--out", str(tmp_path / "reports")]) == 0
     report = capsys.readouterr().out
 
     row = next(line for line in listing.splitlines() if "Harbor Dental" in line)

@@ -296,14 +296,14 @@ def test_no_secret_reaches_any_output_of_a_full_run(
             # limited, then removed; the sources fail each in its own way
             fake.fail_next("chat.postMessage", status=500, times=4)
             hook.script += [(429, "rate_limited", {"Retry-After": "1"}), (404, "no_service", {})]
-            assert cli("run", "--today", "2026-07-12", "--as-of", "2026-07-10") == 1
+            assert cli("run", "--today", "2026-07-12", "--as-of", "2026-07-10", "--store-changes") == 1
             # the next day: Slack refuses the token, then drops a connection
             fake.token = "xoxb-another-workspace"
-            assert cli("run", "--today", "2026-07-12", "--as-of", "2026-07-11") == 1
+            assert cli("run", "--today", "2026-07-12", "--as-of", "2026-07-11", "--store-changes") == 1
             fake.token = BOT_TOKEN
             fake.fail_next("conversations.history", drop=True)
             hook.script += [(500, "internal_error", {}), (500, "internal_error", {}), (500, "internal_error", {}), (500, "internal_error", {})]
-            assert cli("run", "--today", "2026-07-12", "--as-of", "2026-07-11") == 1
+            assert cli("run", "--today", "2026-07-12", "--as-of", "2026-07-11", "--store-changes") == 1
             # the last day of data: everything that is still pending goes out
             assert cli("run", "--today", "2026-07-12") == 1
 

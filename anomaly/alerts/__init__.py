@@ -35,6 +35,7 @@ __all__ = [
     "enqueue_reminders",
     "group_key",
     "make_sinks",
+    "waiting_lines",
 ]
 
 
@@ -126,6 +127,38 @@ def deliver(
         sent += 1
     pending = store.outbox_counts().get("pending", 0)
     return DeliveryReport(sent=sent, failed=failed, pending=pending, silenced=silenced, obsolete=obsolete)
+
+
+def waiting_lines(store: Store, now: dt.datetime, *, most: int = 10) -> list[str]:
+    """The notifications still waiting in the outbox, oldest first, one line each (``most`` of
+    them, then how many more): incident, event, sink, how long it has waited since it was
+    enqueued (``now`` naive UTC), and what became of each try, with the last error."""
+    rows = store.notifications(status="pending")
+    lines = []
+    for row in rows[:most]:
+        if row["attempts"]:
+            tried = f"failed {row['attempts']} time{'s' if row['attempts'] != 1 else ''}, last error: {row['last_error'] or 'none recorded'}"
+        else:
+            tried = "not tried yet"
+        lines.append(f"incident #{row['incident_id']} {row['event']} → {row['sink']}, waiting {age_text(now - row['created_at'])}; {tried}")
+    if len(rows) > most:
+        lines.append(f"… and {len(rows) - most} more")
+    return lines
+
+
+def age_text(age: dt.timedelta) -> str:
+    """How long, as a person says it: ``40 s``, ``12 min``, ``3 h 5 min``, ``4 days 2 h``."""
+    seconds = max(int(age.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"
 
 
 def _no_longer_due(store: Store, item: OutboxItem) -> str | None:

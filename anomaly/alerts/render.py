@@ -23,6 +23,28 @@ def money(amount: float | None, currency: str) -> str:
     return f"{symbol}{text}" if symbol else f"{text} {currency}"
 
 
+#: the metrics that are amounts of money, in the account's currency
+MONEY_METRICS = ("cpl", "cpc", "spend")
+#: a metric as a table's column of metrics names it
+METRIC_LABELS = {
+    "cpl": "cost/lead", "cpc": "cost/click", "ctr": "click rate", "cvr": "leads/click",
+    "spend": "spend", "leads": "leads", "clicks": "clicks", "impressions": "impressions",
+}
+
+
+def metric_value(metric: str, value: float | None, currency: str) -> str:
+    """A metric's value as the alerts write it: money as ``money`` does (``$1,165``, ``$56.40``),
+    rates as percentages (``3.10%``), counts as counts. A cost per lead or per click with nothing
+    to divide by (None) is ``no leads`` or ``no clicks``."""
+    if value is None or value != value:
+        return {"cpl": "no leads", "cpc": "no clicks", "cvr": "no clicks", "ctr": "no impressions"}.get(metric, "n/a")
+    if metric in MONEY_METRICS:
+        return money(value, currency)
+    if metric in ("ctr", "cvr"):
+        return f"{value:.2%}"
+    return _count(value)
+
+
 def _day(value: str | None) -> str:
     if not value:
         return "?"

@@ -122,6 +122,11 @@ class DataStore(StoreBase):
             return empty_ownership()
         return normalise_ownership(pd.DataFrame(periods, columns=OWNERSHIP_COLUMNS))
 
+    def first_metric_day(self) -> dt.date | None:
+        """The first day the store holds metrics for; None when it holds none."""
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.min(metrics.c.date))).scalar()
+
     def last_metric_day(self) -> dt.date | None:
         """The last day the store holds metrics for; None when it holds none."""
         with self.engine.connect() as conn:

@@ -169,15 +169,17 @@ class IncidentStore(StoreBase):
             row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).first()
         return _incident_row(row._mapping) if row is not None else None
 
-    def notifications(self, incident_id: int | None = None) -> list[dict[str, Any]]:
-        """Every notification in the outbox (of one incident, when given), oldest first: what it
-        said (``event``), where (``sink``, and ``channel``/``ts`` when the sink said), what became
-        of it (``status``: pending, sent, silenced or obsolete; ``attempts``, ``last_error``) and
-        when (``created_at``, ``sent_at``, naive UTC). The payload is left out."""
+    def notifications(self, incident_id: int | None = None, *, status: str | None = None) -> list[dict[str, Any]]:
+        """Every notification in the outbox (of one incident, with one status, when given), oldest
+        first: what it said (``event``), where (``sink``, and ``channel``/``ts`` when the sink
+        said), what became of it (``status``: pending, sent, silenced or obsolete; ``attempts``,
+        ``last_error``) and when (``created_at``, ``sent_at``, naive UTC). The payload is left out."""
         columns = [c for c in outbox.columns if c.name not in ("payload", "dedupe_key")]
         query = sa.select(*columns).order_by(outbox.c.id)
         if incident_id is not None:
             query = query.where(outbox.c.incident_id == incident_id)
+        if status is not None:
+            query = query.where(outbox.c.status == status)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
