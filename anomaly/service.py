@@ -493,7 +493,8 @@ def _stop_on_signal(read_fd: int, service: Service) -> None:
 def status_text(config: Config, store: Store, file: str, *, now: dt.datetime | None = None) -> str:
     """What ``anomaly status`` prints: each source's last pull (for a file source, the files it
     read: new, changed, unchanged or empty, and the latest) and next run, the delivery and refit
-    schedule, the lock holder, pending notifications and open incidents."""
+    schedule, the lock holder, the notifications waiting (incident, sink, age, failed attempts and
+    the last error) and the open incidents (who acknowledged each, the silence holding it back)."""
     cron = schedule_triggers(config)
     now = _aware(now or utcnow())
     zone = ZoneInfo(config.service.timezone)
