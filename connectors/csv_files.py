@@ -628,7 +628,9 @@ class _Cells:
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(values) | (values < 0)
             if whole:
-                bad |= (values != np.floor(values)) | (values > 2.0**53)
+                bad |= values != np.floor(values)
+                if ceiling is None or ceiling > 2.0**53:  # 1e20 clicks is a whole number: over the ceiling is what is wrong
+                    bad |= values > 2.0**53
             if high is not None:
                 bad |= values > high
         bad &= ~blank
