@@ -12,24 +12,35 @@ config.yaml and a rules file. Each case is one of:
   a lost quote, a NUL, flipped bytes, another encoding, a YAML tag, an alias, deep nesting ...);
 - ``hostile``: one known attack or accident (an alias bomb up to 9 levels of 9, 20,000 nested
   brackets, a recursive alias, ``!!python/object`` tags, a 1 MB cell, 100,000 columns, UTF-16,
-  an endless-looking file ...);
+  an endless-looking file ...); in the place of the file, ``/dev/zero``, a named pipe, a folder or
+  a sparse file one byte over its size limit (a CSV file, config.yaml, a rules file, and the
+  ownership file config.yaml names); a metrics row of spend 1e300 or beyond a ceiling
+  (``max_row_spend`` ...), an id or a name holding a line break, a NUL or a C0/C1 control; a
+  header-only, zero-byte or blank file; ``true`` for a whole number, ``.inf``, ``1e400`` or
+  ``.nan`` for a number; a config that is empty, ``---``, ``null`` or names no source; an empty
+  Slack secret, and a webhook URL without ``https://`` (or on another host);
 - ``random``: arbitrary bytes, or a soup of the format's own characters.
 
 Every file goes through the loader the service uses: the CSV source is pulled into one SQLite store
 by ``anomaly.pipeline.pull_source`` (each case a source of its own), the ownership file is read by
 ``read_ownership_csv`` as ``anomaly.ownership.ownership_periods`` does, config.yaml and the rules
-by ``load_config``. Outcomes:
+by ``load_config``; a hostile config.yaml about a source, a number, the ownership file or Slack is
+loaded as ``anomaly check`` loads it (``require_sources=True``, then ``ownership_periods``). A
+hostile case may demand a refusal for a given reason (``/dev/zero`` must be refused as a device,
+not as bad text), a load (an empty metrics file loads, is reported empty and is no data), and that
+no error shows a secret (a webhook URL). Outcomes:
 
 - ``loaded``: the file loaded; a valid file loaded exactly as written, and every stored or loaded
   value is a valid one;
 - ``rejected``: an ``InputError`` whose every problem names the file (``file: where: message``,
   ``where`` a line and column or a YAML path) and leaks no Python internals;
-- ``BUG ...``: anything else: another exception (a traceback), an unclear error, more than
-  ``--timeout`` seconds, a store changed by a rejected file, a valid file rejected or loaded wrong,
-  an invalid value loaded.
+- ``BUG ...``: anything else: another exception (a traceback), an unclear error (or the wrong
+  reason for a hostile case), more than ``--timeout`` seconds, a store changed by a rejected file,
+  a valid file rejected or loaded wrong, an invalid value loaded, a secret shown in an error.
 
-Prints a table of kind × outcome, the same by generator, the total time, the slowest cases, the
-process's peak memory and the first example of each bug; exits 1 when any case is a bug.
+Prints a table of kind × outcome, the same by generator, the hostile cases by attack, the total
+time, the slowest cases, the process's peak memory and the first example of each bug; exits 1 when
+any case is a bug.
 ``--case N`` runs case N alone and prints its file and outcome (cases are numbered from 0 and each
 is drawn from its own seed, so a bug is reproduced by its number).
 """
@@ -43,6 +54,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import os
 import random
 import re
 import resource
@@ -63,13 +75,18 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from anomaly.config import Config, CsvSourceConfig, load_config
+from anomaly.config.loading import NO_SOURCE
+from anomaly.config.yamlio import MAX_YAML_BYTES
 from anomaly.errors import InputError
+from anomaly.files import MAX_CSV_BYTES, describe_size
+from anomaly.ownership import ownership_periods
 from anomaly.pipeline import pull_source
 from anomaly.schema import CONTROL_CHARACTERS
 from anomaly.store import Store, changes, metrics, pulls
 from connectors.csv_files import read_ownership_csv
 
 KINDS = ("metrics", "changes", "ownership", "config", "rules")
+CSV_KINDS = ("metrics", "changes", "ownership")
 GENERATORS = ("valid", "mutated", "hostile", "random")
 TODAY = dt.date(2026, 7, 12)
 HISTORY_DAYS = 3650  # the pull reaches back this far: every valid row is inside it
@@ -78,7 +95,9 @@ CEILINGS = {column: int(most) for column, most in CsvSourceConfig(type="csv", na
 FIRST_DAY = TODAY - dt.timedelta(days=HISTORY_DAYS)
 HANG_SECONDS = 30  # a case still running after this is stopped and reported as a hang
 PARTIES = ("agency", "partner", "beacon")
-ENVIRON = {"SLACK_BOT_TOKEN": "xoxb-fuzz", "PARTY_NAME": "Env Party", "EMPTY": ""}
+#: a webhook URL without its scheme, as a deployment's environment might hold it by mistake
+WEBHOOK_NO_SCHEME = "hooks.slack.com/services/T0FUZZ000/B0FUZZ000/EnvWebhookSecret0000xyz"
+ENVIRON = {"SLACK_BOT_TOKEN": "xoxb-fuzz", "PARTY_NAME": "Env Party", "EMPTY": "", "SLACK_WEBHOOK_URL": WEBHOOK_NO_SCHEME}
 OUTCOMES = (
     "loaded",
     "rejected",
@@ -89,6 +108,7 @@ OUTCOMES = (
     "BUG valid rejected",
     "BUG loaded wrong",
     "BUG invalid loaded",
+    "BUG secret shown",
 )
 
 # Python's own words in a message mean that an exception's text leaked through unexplained.
@@ -108,6 +128,13 @@ class Case:
     expected: Any = None  # what a valid file must load as
     notes: list[str] = field(default_factory=list)  # the edits applied, for the report
     size: int = 0  # bytes of ``data``, kept once the case has run and its data is let go
+    # a hostile case's demands (see Attack)
+    place: str = "file"
+    placed: str = ""
+    check: bool = False
+    refusal: str = ""
+    secret: str = ""
+    empty: bool = False
 
     def __post_init__(self) -> None:
         self.size = len(self.data)
@@ -120,6 +147,7 @@ class Result:
     seconds: float
     detail: str = ""
     peak_mb: float = 0.0  # the process's peak memory after the case
+    message: str = ""  # the error of a rejected case
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,7 +504,11 @@ BAD_CELLS = [
     "07/01/2026", "2026-07-01T25:00", "2026-07-01T10:00+99:00", "2026-07-01T10:00:00.123456789", "24", "-1", "3.5",
     "9007199254740993", "9223372036854775808", "1e20", "0x10", "1,000", "1_000", "١٢٣", "½", "true", '"', 'a"b',
     '"unclosed', "\r", "\n", "\x00", "\ufeff", "x" * 200, "1" * 65, "€", "US$", "usd", "acme", "\u2028",
+    # beyond a source's ceilings (max_row_spend ...), and control characters inside an id or a name
+    "1e300", "10000001", "100000001", "1000000001", "1000001", "a\x85b", "a\x9bb", "a\x1b[31mb", "a\x7fb", "a\tb", "a\u2029b",
 ]
+#: what no id or name may hold (anomaly.schema.CONTROL_CHARACTERS): line breaks, a tab, escape, DEL, NEL, CSI, separators, NUL
+CONTROLS = ["\n", "\r", "\r\n", "\t", "\x0b", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029", "\x00"]
 YAML_VALUES = [
     ".nan", ".inf", "-.inf", "-1", "-0.0", "0", "1e309", "-1e309", "0000-01-01", "9999-12-31", "2026-02-30",
     "2026-07-01 25:00:00", "2026-01-01 10:00:00 +99:00", "9999-12-31 23:59:59 -05:00", "~", "''", "yes", "No", "0x1F",
@@ -485,6 +517,8 @@ YAML_VALUES = [
     "!!omap [1]", "*nowhere", "&a [*a]", "'${UNSET}'", "${SLACK_BOT_TOKEN}", "'$$'", "1" * 5000, "[" * 100,
     "{" * 50, "? [a, b]\n  : c", "[[[]]]", "{a: {b: {c: d}}}", "|\n  block\n  text", ">-\n  folded", "'\\x00'",
     '"\\0"', '"\\ud800"', "\t", "%YAML 1.1", "---", "...", "@", "`", "a: b: c", "[a, b", "{a: 1, a: 2}",
+    # not a whole number, not a finite number, an empty secret
+    "true", "false", "7.0", "'7'", "1e400", "-1e400", ".NaN", "1.8e308", "'  '",
 ]
 
 
@@ -529,7 +563,8 @@ def mutate_csv(rng: random.Random, data: bytes) -> tuple[bytes, str]:
     end = lines[i][len(lines[i].rstrip("\r\n")):] or "\n"
     j = rng.randrange(len(fields))
     edit = rng.choice(["cell", "cell", "cell", "dup-row", "drop-cell", "add-cell", "dup-column", "rename-column", "drop-header",
-                       "blank", "huge-cell", "encode", "bytes", "truncate", "nul", "lone-cr", "swap-rows"])
+                       "blank", "huge-cell", "encode", "bytes", "truncate", "nul", "lone-cr", "swap-rows", "control",
+                       "header-only"])
     if edit == "cell":
         fields[j] = rng.choice(BAD_CELLS)
         lines[i] = ",".join(fields) + end
@@ -569,6 +604,13 @@ def mutate_csv(rng: random.Random, data: bytes) -> tuple[bytes, str]:
     elif edit == "swap-rows":
         k = rng.randrange(len(lines))
         lines[i], lines[k] = lines[k], lines[i]
+    elif edit == "control":  # inside a cell, quoted so that a line break stays in it
+        k = rng.randint(0, len(fields[j]))
+        cell = fields[j][:k] + rng.choice(CONTROLS) + fields[j][k:]
+        fields[j] = cell if cell.startswith('"') else '"' + cell.replace('"', '""') + '"'
+        lines[i] = ",".join(fields) + end
+    elif edit == "header-only":
+        del lines[1:]
     return "".join(lines).encode("utf-8", errors="surrogatepass"), edit
 
 
@@ -641,15 +683,104 @@ def mutate_yaml(rng: random.Random, data: bytes) -> tuple[bytes, str]:
 # Hostile files and noise
 
 
-def hostile_csv(rng: random.Random, kind: str) -> tuple[bytes, str]:
-    header = {"metrics": "date,account_id,campaign_id,campaign_name,spend,clicks,leads",
-              "changes": "changed_at,account_id,campaign_id,user_email,client_type",
-              "ownership": "account_id,campaign_id,party,start,end"}[kind]
+DEVICE = Path("/dev/zero")
+#: what may stand where a file should be: a device, a named pipe, a folder, a sparse file one byte
+#: over the size limit (its size is there, its bytes are not)
+PLACES = ("device", "fifo", "directory", "oversize")
+
+
+@dataclass
+class Attack:
+    """A hostile file, and what must become of it."""
+
+    data: bytes
+    note: str
+    place: str = "file"  # "file": ``data`` is written; else one of PLACES stands where the file should be
+    placed: str = ""  # config: the file beside config.yaml that ``place`` is about (config.yaml itself when empty)
+    check: bool = False  # config: loaded as ``anomaly check`` loads it (a source required, the ownership file read)
+    refusal: str = ""  # a pattern the error must match: the file must be rejected, and for this reason
+    secret: str = ""  # a value no error may show
+    empty: bool = False  # a metrics file that must load, be reported empty, and be no data
+
+
+def _refused_place(place: str, what: str) -> str:
+    """The pattern of the error for ``place`` where a ``what`` ("CSV" or "YAML") file should be."""
+    if place == "oversize":
+        limit = MAX_CSV_BYTES if what == "CSV" else MAX_YAML_BYTES
+        return re.escape(f"over the {describe_size(limit)} limit for a {what} file")
+    kind = {"device": "a character device", "fifo": "a named pipe (FIFO)", "directory": "a directory"}[place]
+    return re.escape(f"is {kind}, not a regular file; expected a {what} file")
+
+
+_HEADERS = {"metrics": "date,account_id,campaign_id,campaign_name,spend,clicks,leads",
+            "changes": "changed_at,account_id,campaign_id,user_email,client_type",
+            "ownership": "account_id,campaign_id,party,start,end"}
+#: one valid row of each CSV kind, every column filled
+_ROWS = {
+    "metrics": {"date": "2026-07-01", "account_id": "1001", "account_name": "Acme", "campaign_id": "55", "campaign_name": "Brand",
+                "spend": "10", "impressions": "100", "clicks": "2", "leads": "1"},
+    "changes": {"changed_at": "2026-07-01T10:00", "account_id": "1001", "campaign_id": "55", "user_email": "a@agency.example",
+                "client_type": "GOOGLE_ADS_API"},
+    "ownership": {"account_id": "1001", "campaign_id": "55", "party": "agency", "start": "2026-01-01", "end": ""},
+}
+#: the columns that hold an id or a name, which no control character may be in
+_TEXT_COLUMNS = {"metrics": ("account_id", "account_name", "campaign_id", "campaign_name"),
+                 "changes": ("account_id", "campaign_id"), "ownership": ("account_id", "campaign_id")}
+CSV_ATTACKS = {
+    kind: ("1MB-cell", "1MB-quoted-cell", "100k-columns", "100k-empty-columns", "wide-row", "50k-bad-rows", "utf16-bom",
+           "utf16-no-bom", "utf8-bom", "latin1", "nul-file", "long-id", "quote-runs-to-end", "header-only", "zero-bytes",
+           "blank", "edge-dates", "edge-numbers", "many-duplicates", *PLACES, "control-character")
+    + (("spend-1e300", "beyond-ceiling") if kind == "metrics" else ())
+    for kind in CSV_KINDS
+}
+
+
+def _one_row(kind: str, **cells: str) -> bytes:
+    """A header and one row of ``kind``, ``cells`` replaced, every cell quoted."""
+    row = {**_ROWS[kind], **cells}
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerow(list(row))
+    writer.writerow(list(row.values()))
+    return out.getvalue().encode("utf-8")
+
+
+def _over_ceiling(column: str) -> str:
+    return re.escape(f"line 2, column {column}: expected at most {CEILINGS[column]:,} (the source's max_row_{column})")
+
+
+def hostile_csv(rng: random.Random, kind: str, attack: str | None = None) -> Attack:
+    """One attack on a CSV file of ``kind`` (drawn from CSV_ATTACKS when not given)."""
+    attack = attack or rng.choice(CSV_ATTACKS[kind])
+    header = _HEADERS[kind]
     row = {"metrics": "2026-07-01,1001,55,{},10,2,1", "changes": "2026-07-01T10:00,1001,55,{},GOOGLE_ADS_API",
            "ownership": "1001,{},agency,2026-01-01,"}[kind]
-    attack = rng.choice(["1MB-cell", "1MB-quoted-cell", "100k-columns", "100k-empty-columns", "wide-row", "50k-bad-rows",
-                         "utf16-bom", "utf16-no-bom", "utf8-bom", "latin1", "nul-file", "long-id", "quote-runs-to-end",
-                         "only-header", "empty", "edge-dates", "edge-numbers", "many-duplicates"])
+    # an empty file is no error in a CSV source (reported, no data); the ownership file needs its header
+    empty = {"empty": kind == "metrics", "refusal": re.escape("the file is empty; expected a header line") if kind == "ownership" else ""}
+    if attack in PLACES:
+        return Attack(b"", attack, place=attack, refusal=_refused_place(attack, "CSV"))
+    if attack == "spend-1e300":
+        return Attack(_one_row(kind, spend=rng.choice(["1e300", "1E300", "1.0e+300", " 1e300 "])), attack, refusal=_over_ceiling("spend"))
+    if attack == "beyond-ceiling":
+        column = rng.choice(sorted(CEILINGS))
+        most = CEILINGS[column]
+        value = rng.choice([str(most + 1), f"{most * 10:.0f}", "1e20", "1e300", "1.7976931348623157e308"]
+                           + ([f"{most}.5"] if column in ("spend", "leads") else []))
+        return Attack(_one_row(kind, **{column: value}), attack, refusal=_over_ceiling(column))
+    if attack == "control-character":
+        column = rng.choice(_TEXT_COLUMNS[kind])
+        value, control = _ROWS[kind][column], rng.choice(CONTROLS)
+        k = rng.randint(1, len(value) - 1)  # inside the value: a cell is stripped of whitespace around it
+        refusal = rf"line 2(, column {column}: expected text without control characters|: not valid UTF-8 text \(a NUL byte)"
+        return Attack(_one_row(kind, **{column: value[:k] + control + value[k:]}), attack, refusal=refusal)
+    if attack == "header-only":
+        end = rng.choice(["\n", "\r\n", ""])
+        data = (header + end).encode()
+        return Attack(codecs.BOM_UTF8 + data if rng.random() < 0.3 else data, attack, empty=kind == "metrics")
+    if attack == "zero-bytes":
+        return Attack(b"", attack, **empty)
+    if attack == "blank":
+        return Attack(rng.choice([b"\n\n\n", b"\r\n", b"\xef\xbb\xbf", b" , , \n", b"\xef\xbb\xbf\n"]), attack, **empty)
     if attack == "1MB-cell":
         text = f"{header}\n{row.format('n' * 1_000_000)}\n"
     elif attack == "1MB-quoted-cell":
@@ -663,23 +794,19 @@ def hostile_csv(rng: random.Random, kind: str) -> tuple[bytes, str]:
     elif attack == "50k-bad-rows":
         text = header + "\n" + "".join(f"{rng.choice(BAD_CELLS)},{n},-1,x,y,z,w\n" for n in range(50_000))
     elif attack == "utf16-bom":
-        return f"{header}\n{row.format('Café')}\n".encode("utf-16"), attack
+        return Attack(f"{header}\n{row.format('Café')}\n".encode("utf-16"), attack)
     elif attack == "utf16-no-bom":
-        return f"{header}\n{row.format('Café')}\n".encode("utf-16-le"), attack
+        return Attack(f"{header}\n{row.format('Café')}\n".encode("utf-16-le"), attack)
     elif attack == "utf8-bom":
-        return codecs.BOM_UTF8 + f"{header}\n{row.format('Café')}\n".encode(), attack
+        return Attack(codecs.BOM_UTF8 + f"{header}\n{row.format('Café')}\n".encode(), attack)
     elif attack == "latin1":
-        return f"{header}\n{row.format('Café')}\n".encode("latin-1"), attack
+        return Attack(f"{header}\n{row.format('Café')}\n".encode("latin-1"), attack)
     elif attack == "nul-file":
-        return b"\x00" * rng.choice([1, 1000, 100_000]), attack
+        return Attack(b"\x00" * rng.choice([1, 1000, 100_000]), attack)
     elif attack == "long-id":
         text = f"{header}\n" + row.replace("1001", "9" * rng.choice([64, 65, 1000])).format("n") + "\n"
     elif attack == "quote-runs-to-end":
         text = f'{header}\n{row.format(chr(34) + "open")}\n' + "more,lines\n" * rng.choice([10, 50_000])
-    elif attack == "only-header":
-        text = header + "\n"
-    elif attack == "empty":
-        return rng.choice([b"", b"\n\n\n", b"\xef\xbb\xbf", b" , , \n"]), attack
     elif attack == "edge-dates":
         dates = ["0000-01-01", "0001-01-01", "1677-09-21", "1899-12-31", "1900-01-01", "2199-12-31", "2200-01-01", "2262-04-12",
                  "9999-12-31", "2026-02-30", "2024-02-29", "2023-02-29"]
@@ -692,14 +819,112 @@ def hostile_csv(rng: random.Random, kind: str) -> tuple[bytes, str]:
         text = header + "\n" + "".join(row.format("n").replace(",10,2,1", f",{c},{c},{c}") + "\n" for c in cells)
     else:  # many-duplicates
         text = header + "\n" + (row.format("dup") + "\n") * 20_000
-    return text.encode("utf-8"), attack
+    return Attack(text.encode("utf-8"), attack)
 
 
-def hostile_yaml(rng: random.Random, kind: str) -> tuple[bytes, str]:
+_SOURCE = "sources:\n  - {type: csv, name: fuzz, metrics: [exports/*.csv]}\n"
+#: (where, config.yaml with V for the value): settings that take a whole number, and a number
+WHOLE_IN_CONFIG = [
+    ("sources[0].lookback_days", "sources:\n  - {type: csv, name: fuzz, metrics: [exports/*.csv], lookback_days: V}\n"),
+    ("sources[0].history_days", "sources:\n  - {type: csv, name: fuzz, metrics: [exports/*.csv], history_days: V}\n"),
+    ("sources[0].max_row_clicks", "sources:\n  - {type: csv, name: fuzz, metrics: [exports/*.csv], max_row_clicks: V}\n"),
+    ("detection.baseline.min_days", _SOURCE + "detection: {baseline: {min_days: V}}\n"),
+    ("detection.incidents.resolve_after_days", _SOURCE + "detection: {incidents: {resolve_after_days: V}}\n"),
+    ("alerts.group_min_incidents", _SOURCE + "alerts: {group_min_incidents: V}\n"),
+    ("service.deliver_every_minutes", _SOURCE + "service: {deliver_every_minutes: V}\n"),
+]
+NUMBER_IN_CONFIG = [
+    ("sources[0].max_row_spend", "sources:\n  - {type: csv, name: fuzz, metrics: [exports/*.csv], max_row_spend: V}\n"),
+    ("detection.baseline.elevated_ratio", _SOURCE + "detection: {baseline: {elevated_ratio: V}}\n"),
+    ("detection.baseline.half_life_days", _SOURCE + "detection: {baseline: {half_life_days: V}}\n"),
+    ("detection.variation.leads", _SOURCE + "detection: {variation: {leads: V}}\n"),
+    ("alerts.repeat_every_hours", _SOURCE + "alerts: {repeat_every_hours: V}\n"),
+    ("alerts.excess_steps[1]", _SOURCE + "alerts: {excess_steps: [1000, V]}\n"),
+]
+#: (where, a rules file with V for the value), as above
+WHOLE_IN_RULES = [
+    ("rules[0].window_days", "rules:\n  - {name: r1, type: cpl_ratio, warning: 2, window_days: V}\n"),
+    ("rules[0].baseline_lag_days", "rules:\n  - {name: r1, type: spend_ratio, warning: 2, baseline_lag_days: V}\n"),
+    ("rules[0].after_ownership_change.within_days", "rules:\n  - {name: r1, type: cpl_ratio, warning: 2, after_ownership_change: {within_days: V}}\n"),
+]
+NUMBER_IN_RULES = [
+    ("rules[0].warning", "rules:\n  - {name: r1, type: cpl_ratio, warning: V}\n"),
+    ("rules[0].warning", "rules:\n  - {name: r1, type: threshold, metric: cpl, warning: V}\n"),
+    ("rules[0].critical", "rules:\n  - {name: r1, type: spend_ratio, warning: 2, critical: V}\n"),
+    ("rules[0].min_spend", "rules:\n  - {name: r1, type: cpl_ratio, warning: 2, min_spend: V}\n"),
+    ("rules[0].max_p_value", "rules:\n  - {name: r1, type: cpl_ratio, warning: 2, max_p_value: V}\n"),
+    ("rules[1].warning", "rules:\n  - {name: r0, type: cpl_ratio, warning: 2}\n  - {name: r1, type: lead_shortfall, warning: V}\n"),
+]
+#: YAML for what is not a whole number, and for what is no finite number
+NOT_WHOLE = ["true", "false", "True", "yes", "7.0", "'7'"]
+NOT_FINITE = [".inf", "-.inf", "+.inf", ".nan", ".NaN", "1e400", "-1e400", "1.8e308"]
+#: config.yaml without a source, each of which ``anomaly check`` must refuse
+NO_SOURCES = [b"", b"\n\n", b"---\n", b"---\n...\n", b"null\n", b"~\n", b"\xef\xbb\xbf", b"# settings to come\n", b"sources: []\n",
+              b"parties: {agency: {name: Agency}}\n", b"alerts: {sinks: [{type: console}]}\n"]
+#: (where, the alerts of config.yaml with V for the secret): every Slack secret setting
+SLACK_SECRETS = [
+    ("alerts.sinks[0].token", "alerts:\n  sinks:\n    - {type: slack, channel: C0123ABCD, token: V}\n"),
+    ("alerts.sinks[1].url", "alerts:\n  sinks:\n    - {type: console}\n    - {type: slack_webhook, url: V}\n"),
+    ("alerts.slack_app.bot_token", "alerts:\n  slack_app: {bot_token: V, signing_secret: fuzz-signing-secret}\n"),
+    ("alerts.slack_app.app_token", "alerts:\n  slack_app: {bot_token: xoxb-fuzz-bot-token, app_token: V}\n"),
+    ("alerts.slack_app.signing_secret", "alerts:\n  slack_app: {bot_token: xoxb-fuzz-bot-token, signing_secret: V}\n"),
+]
+EMPTY_SECRETS = ["''", '""', "'   '", "'${EMPTY}'", "'${EMPTY}  '"]
+#: a webhook URL as it may be mistyped; {path} is the secret part, which no error may show
+WEBHOOK_URLS = [
+    "hooks.slack.com/services/{path}", "//hooks.slack.com/services/{path}", "hooks.slack.com:443/services/{path}",
+    "https//hooks.slack.com/services/{path}", "https:/hooks.slack.com/services/{path}", "http://hooks.slack.com/services/{path}",
+    "ftp://hooks.slack.com/services/{path}", "https://hooks.slack.com.example.net/services/{path}",
+    "https://hooks.slack.com:x/services/{path}", "https://hooks.slack.com/services/{path} ", "services/{path}",
+]
+YAML_ATTACKS = {
+    kind: ("bomb-9x9", "bomb", "bomb-merge", "deep-flow", "deep-block", "deep-dict", "recursive-alias", "python-object",
+           "python-apply", "python-name", "huge-scalar", "huge-file", "many-keys", "many-values", "utf16-bom", "utf8-bom",
+           "latin1", "nul", "dates", "unhashable-key", "tag-soup", "multi-doc", *PLACES, "not-whole", "not-finite")
+    + (("no-source", "empty-slack-secret", "webhook-url", *(f"ownership-{p}" for p in PLACES)) if kind == "config" else ())
+    for kind in ("config", "rules")
+}
+
+
+def _at(where: str) -> str:
+    """The pattern of a problem at the YAML path ``where``, by its last key: a rule's problem may be
+    located as ``rules[0].warning`` or as ``line 2, rule r1: warning``."""
+    return r"(^|[.: ])" + re.escape(f"{where.rsplit('.', 1)[-1]}: ")
+
+
+def hostile_yaml(rng: random.Random, kind: str, attack: str | None = None) -> Attack:
+    """One attack on config.yaml or a rules file (drawn from YAML_ATTACKS when not given)."""
+    attack = attack or rng.choice(YAML_ATTACKS[kind])
     prefix = "rules:\n  - {name: r1, type: cpl_ratio, warning: 2}\n" if kind == "rules" else "alerts: {sinks: [{type: console}]}\n"
-    attack = rng.choice(["bomb-9x9", "bomb", "bomb-merge", "deep-flow", "deep-block", "deep-dict", "recursive-alias",
-                         "python-object", "python-apply", "python-name", "huge-scalar", "huge-file", "many-keys", "many-values",
-                         "utf16-bom", "utf8-bom", "latin1", "nul", "dates", "unhashable-key", "tag-soup", "multi-doc"])
+    if attack in PLACES:
+        return Attack(b"", attack, place=attack, refusal=_refused_place(attack, "YAML"))
+    if attack.startswith("ownership-"):  # the ownership file that config.yaml names
+        place = attack.removeprefix("ownership-")
+        named = str(DEVICE) if place == "device" else "owners.csv"
+        text = _SOURCE + f"parties: {{agency: {{name: Agency}}}}\nownership: {{file: {named}}}\n"
+        return Attack(text.encode(), attack, place="file" if place == "device" else place, placed="" if place == "device" else named,
+                      check=True, refusal=_refused_place(place, "CSV"))
+    if attack in ("not-whole", "not-finite"):
+        whole = attack == "not-whole"
+        where, template = rng.choice((WHOLE_IN_CONFIG if whole else NUMBER_IN_CONFIG) if kind == "config" else (WHOLE_IN_RULES if whole else NUMBER_IN_RULES))
+        value = rng.choice(NOT_WHOLE if whole else NOT_FINITE)
+        got = r"expected a whole number, got " if whole else r"expected a finite number, got (infinity|minus infinity|NaN)"
+        return Attack(template.replace("V", value).encode(), attack, check=kind == "config", refusal=_at(where) + got)
+    if attack == "no-source":
+        return Attack(rng.choice(NO_SOURCES), attack, check=True, refusal=re.escape(f"sources: {NO_SOURCE}"))
+    if attack == "empty-slack-secret":
+        where, template = rng.choice(SLACK_SECRETS)
+        text = _SOURCE + template.replace("V", rng.choice(EMPTY_SECRETS))
+        return Attack(text.encode(), attack, check=True, refusal=_at(where) + "expected .*, got an empty value$")
+    if attack == "webhook-url":
+        if rng.random() < 0.2:  # from the environment
+            url, secret = "${SLACK_WEBHOOK_URL}", WEBHOOK_NO_SCHEME.rsplit("/", 1)[1]
+        else:
+            secret = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(24))
+            url = rng.choice(WEBHOOK_URLS).format(path=f"T{rng.randint(10**8, 10**9)}/B{rng.randint(10**8, 10**9)}/{secret}")
+        text = _SOURCE + f"alerts:\n  sinks:\n    - type: slack_webhook\n      url: '{url}'\n"
+        refusal = _at("alerts.sinks[0].url") + re.escape("expected the URL Slack gave for the incoming webhook") + r".*\(not shown: it is a secret\)$"
+        return Attack(text.encode(), attack, check=True, refusal=refusal, secret=secret)
     if attack == "bomb-9x9":
         text = prefix + _bomb(9, 9)
     elif attack == "bomb":
@@ -730,13 +955,13 @@ def hostile_yaml(rng: random.Random, kind: str) -> tuple[bytes, str]:
     elif attack == "many-values":
         text = prefix + "x: [" + ", ".join("1" for _ in range(rng.choice([1000, 49_000, 60_000]))) + "]\n"
     elif attack == "utf16-bom":
-        return prefix.encode("utf-16"), attack
+        return Attack(prefix.encode("utf-16"), attack)
     elif attack == "utf8-bom":
-        return codecs.BOM_UTF8 + prefix.encode(), attack
+        return Attack(codecs.BOM_UTF8 + prefix.encode(), attack)
     elif attack == "latin1":
-        return (prefix + "# café\n").encode("latin-1"), attack
+        return Attack((prefix + "# café\n").encode("latin-1"), attack)
     elif attack == "nul":
-        return prefix.encode() + b"x: \x00\n", attack
+        return Attack(prefix.encode() + b"x: \x00\n", attack)
     elif attack == "dates":
         value = rng.choice(["0000-01-01", "9999-12-31", "2026-02-30", "9999-12-31 23:59:59 -05:00", "0001-01-01 00:00:00 +05:00"])
         text = prefix + f"x: {value}\n"
@@ -746,7 +971,7 @@ def hostile_yaml(rng: random.Random, kind: str) -> tuple[bytes, str]:
         text = prefix + f"x: {rng.choice(YAML_VALUES[19:33])}\n"
     else:  # multi-doc
         text = prefix + "---\n" + prefix
-    return text.encode("utf-8"), attack
+    return Attack(text.encode("utf-8"), attack)
 
 
 _CSV_SOUP = string.digits * 3 + ",,,,\"\"\n\n\r-.: eE+TZxn" + "abcdefghijklmnopqrstuvwxyz_"
@@ -773,14 +998,13 @@ def draw(seed: int, number: int) -> Case:
     """Case ``number`` of the run with ``seed``: its kind by position, everything else by its own seed."""
     rng = random.Random(f"{seed}:{number}")
     kind = KINDS[number % len(KINDS)]
-    generator = rng.choices(GENERATORS, weights=[3, 5, 1, 1])[0]
+    generator = rng.choices(GENERATORS, weights=[3, 5, 2, 1])[0]
     prefix = f"c{number}"
     if generator == "random":
         data, note = random_data(rng, kind)
         return Case(number, kind, generator, data, notes=[note])
     if generator == "hostile":
-        data, note = hostile_csv(rng, kind) if kind in ("metrics", "changes", "ownership") else hostile_yaml(rng, kind)
-        return Case(number, kind, generator, data, notes=[note])
+        return hostile_case(number, kind, (hostile_csv if kind in CSV_KINDS else hostile_yaml)(rng, kind))
     data, expected = VALID[kind](rng, prefix)
     if generator == "valid":
         return Case(number, kind, generator, data, expected)
@@ -789,6 +1013,15 @@ def draw(seed: int, number: int) -> Case:
         data, note = (mutate_yaml if kind in ("config", "rules") else mutate_csv)(rng, data)
         notes.append(note)
     return Case(number, kind, generator, data, notes=notes)
+
+
+#: every attack, in the order the report lists them
+ATTACKS = list(dict.fromkeys(a for attacks in (*CSV_ATTACKS.values(), *YAML_ATTACKS.values()) for a in attacks))
+
+
+def hostile_case(number: int, kind: str, attack: Attack) -> Case:
+    return Case(number, kind, "hostile", attack.data, notes=[attack.note], place=attack.place, placed=attack.placed,
+                check=attack.check, refusal=attack.refusal, secret=attack.secret, empty=attack.empty)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -832,6 +1065,28 @@ def unclear(exc: InputError, files: set[str], csv_file: bool) -> str | None:
     return None
 
 
+def judged(case: Case, outcome: str, detail: str, message: str) -> tuple[str, str]:
+    """The outcome once a hostile case's demands are checked: no error shows its secret, and a case
+    that must be refused is refused for its reason."""
+    if case.secret and case.secret in message:
+        return "BUG secret shown", f"the error shows {case.secret!r}: {message[:300]!r}"
+    if outcome.startswith("BUG") or not case.refusal:
+        return outcome, detail
+    if outcome == "loaded":
+        return "BUG invalid loaded", f"loaded; expected a refusal matching {case.refusal!r}"
+    if not any(re.search(case.refusal, line) for line in message.splitlines()):
+        return "BUG unclear error", f"expected a message matching {case.refusal!r}, got {message[:300]!r}"
+    return outcome, detail
+
+
+def _remove(path: Path) -> None:
+    """Remove what ``Runner._make`` put at ``path``; a link goes, never what it points to."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        path.rmdir()
+
+
 class Runner:
     """Runs cases against one SQLite store and one folder of files."""
 
@@ -847,9 +1102,11 @@ class Runner:
 
     def run(self, case: Case, timeout: float) -> Result:
         start = time.perf_counter()
+        message = ""
         try:
             with hang_guard(HANG_SECONDS):
-                outcome, detail = getattr(self, f"_{case.kind}")(case)
+                outcome, detail, message = getattr(self, f"_{case.kind}")(case)
+            outcome, detail = judged(case, outcome, detail, message)
         except _Hang:
             outcome, detail = "BUG timeout", f"still running after {HANG_SECONDS} s"
         except Exception as exc:  # noqa: BLE001 - a traceback is what this run looks for
@@ -857,9 +1114,29 @@ class Runner:
         seconds = time.perf_counter() - start
         if seconds > timeout and not outcome.startswith("BUG"):
             outcome, detail = "BUG timeout", f"{outcome} after {seconds:.1f} s"
-        result = Result(case, outcome, seconds, detail, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        result = Result(case, outcome, seconds, detail, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, message[:2000])
         case.data = case.expected = b""  # ten thousand files, some of megabytes, need not stay in memory
         return result
+
+    def _make(self, case: Case, path: Path, limit: int, *, link: bool = False) -> Path:
+        """Put the case's file at ``path`` and return the path to read: its bytes, or what stands in
+        their place. A device is ``/dev/zero`` itself, or with ``link`` (a rules file must be in its
+        folder) a symbolic link to it at ``path``; an oversize file is sparse, one byte over ``limit``."""
+        _remove(path)  # a named pipe left behind would make writing the next file wait for a reader
+        if case.place == "device":
+            if not link:
+                return DEVICE
+            path.symlink_to(DEVICE)
+        elif case.place == "fifo":
+            os.mkfifo(path)
+        elif case.place == "directory":
+            path.mkdir()
+        elif case.place == "oversize":
+            with open(path, "wb") as file:
+                file.truncate(limit + 1)
+        else:
+            path.write_bytes(case.data)
+        return path
 
     # -- CSV sources through the pull the service runs
 
@@ -874,31 +1151,34 @@ class Runner:
                 )
             )
 
-    def _pull(self, case: Case, as_changes: bool) -> tuple[str, str]:
-        path = self.folder / f"case-{case.number}.csv"
-        path.write_bytes(case.data)
+    def _pull(self, case: Case, as_changes: bool) -> tuple[str, str, str]:
+        own = self.folder / f"case-{case.number}.csv"
+        path = self._make(case, own, MAX_CSV_BYTES)
         name = f"c{case.number}"
         nothing = str(self.folder / "no-metrics-*.csv")
         source = CsvSourceConfig(type="csv", name=name, metrics=[nothing] if as_changes else [str(path)],
                                  changes=[str(path)] if as_changes else [], lookback_days=0, history_days=HISTORY_DAYS)
         before = self._fingerprint()
         try:
-            pull_source(self.config, source, self.store, TODAY)
+            report = pull_source(self.config, source, self.store, TODAY)
         except InputError as exc:
+            message = str(exc)
             if self._fingerprint() != before:
-                return "BUG store changed", str(exc)[:300]
+                return "BUG store changed", message[:300], message
             if case.generator == "valid":
-                return "BUG valid rejected", str(exc)[:300]
+                return "BUG valid rejected", message[:300], message
             why = unclear(exc, {str(path)}, csv_file=True)
-            return ("BUG unclear error", why) if why else ("rejected", "")
+            return ("BUG unclear error", why, message) if why else ("rejected", "", message)
         finally:
-            path.unlink()
+            _remove(own)
         table = changes if as_changes else metrics
         with self.store.engine.connect() as conn:
             stored = conn.execute(sa.select(table).where(table.c.source == name)).all()
         problem = (_check_changes if as_changes else _check_metrics)(stored)
         if problem:
-            return "BUG invalid loaded", problem
+            return "BUG invalid loaded", problem, ""
+        if case.empty and (stored or not report.no_rows or [f.empty for f in report.files] != [True]):
+            return "BUG loaded wrong", f"an empty file not reported as empty: {len(stored)} rows stored, {report.files!r}"[:300], ""
         if case.generator == "valid":
             if as_changes:
                 got = sorted((tuple([r.changed_at] + [getattr(r, c) for c in CHANGE_COLUMNS[1:]]) for r in stored), key=repr)
@@ -906,75 +1186,96 @@ class Runner:
                 got = sorted(((r.account_id, r.campaign_id, r.date, r.hour, r.account_name, r.campaign_name, r.currency,
                                r.spend, r.impressions, r.clicks, r.leads) for r in stored), key=repr)
             if got != case.expected:
-                return "BUG loaded wrong", _difference(case.expected, got)
-        return "loaded", ""
+                return "BUG loaded wrong", _difference(case.expected, got), ""
+        return "loaded", "", ""
 
-    def _metrics(self, case: Case) -> tuple[str, str]:
+    def _metrics(self, case: Case) -> tuple[str, str, str]:
         return self._pull(case, as_changes=False)
 
-    def _changes(self, case: Case) -> tuple[str, str]:
+    def _changes(self, case: Case) -> tuple[str, str, str]:
         return self._pull(case, as_changes=True)
 
     # -- ownership, as ownership_periods reads it
 
-    def _ownership(self, case: Case) -> tuple[str, str]:
-        path = self.folder / "ownership.csv"
-        path.write_bytes(case.data)
+    def _ownership(self, case: Case) -> tuple[str, str, str]:
+        own = self.folder / "ownership.csv"
+        path = self._make(case, own, MAX_CSV_BYTES)
         try:
             frame = read_ownership_csv(path, list(PARTIES))
         except InputError as exc:
+            message = str(exc)
             if case.generator == "valid":
-                return "BUG valid rejected", str(exc)[:300]
+                return "BUG valid rejected", message[:300], message
             why = unclear(exc, {str(path)}, csv_file=True)
-            return ("BUG unclear error", why) if why else ("rejected", "")
+            return ("BUG unclear error", why, message) if why else ("rejected", "", message)
+        finally:
+            _remove(own)
         problem = _check_ownership(frame)
         if problem:
-            return "BUG invalid loaded", problem
+            return "BUG invalid loaded", problem, ""
         if case.generator == "valid":
             got = list(frame.itertuples(index=False, name=None))
             if [_nat_safe(r) for r in got] != [_nat_safe(r) for r in case.expected]:
-                return "BUG loaded wrong", _difference(case.expected, got)
-        return "loaded", ""
+                return "BUG loaded wrong", _difference(case.expected, got), ""
+        return "loaded", "", ""
 
     # -- config.yaml and rules through load_config
 
-    def _config(self, case: Case) -> tuple[str, str]:
+    def _config(self, case: Case) -> tuple[str, str, str]:
+        """config.yaml through ``load_config``; a case with ``check`` as ``anomaly check`` loads it:
+        a source required, and the ownership file it names read."""
         folder = self.folder / "cfg"
-        path = folder / "config.yaml"
-        path.write_bytes(case.data)
-        files = {str(path), str(folder / "rules"), str(folder / "rules" / "a.yaml")}
+        own = folder / "config.yaml"
+        placed = folder / case.placed if case.placed else None
+        files = {str(own), str(folder / "rules"), str(folder / "rules" / "a.yaml"), str(DEVICE)}
         try:
-            config, _ = load_config(path, environ=ENVIRON)
-        except InputError as exc:
-            return self._yaml_rejected(case, exc, files | _named_rules_dirs(exc))
+            if placed is None:
+                path = self._make(case, own, MAX_YAML_BYTES)
+            else:
+                path = own
+                own.write_bytes(case.data)
+                files.add(str(self._make(case, placed, MAX_CSV_BYTES)))
+            try:
+                config, _ = load_config(path, environ=ENVIRON, require_sources=case.check)
+                if case.check:
+                    ownership_periods(config)
+            except InputError as exc:
+                return self._yaml_rejected(case, exc, files | _named_rules_dirs(exc))
+        finally:
+            _remove(own)
+            if placed is not None:
+                _remove(placed)
         if case.generator == "valid":
             wrong = list(_mismatches(config, case.expected, "", folder.resolve()))
             if wrong:
-                return "BUG loaded wrong", "; ".join(wrong[:3])
-        return "loaded", ""
+                return "BUG loaded wrong", "; ".join(wrong[:3]), ""
+        return "loaded", "", ""
 
-    def _rules(self, case: Case) -> tuple[str, str]:
+    def _rules(self, case: Case) -> tuple[str, str, str]:
         folder = self.folder / "rules-case"
-        path = folder / "rules" / "r.yaml"
-        path.write_bytes(case.data)
-        files = {str(folder / "config.yaml"), str(folder / "rules"), str(path)}
+        own = folder / "rules" / "r.yaml"
+        files = {str(folder / "config.yaml"), str(folder / "rules"), str(own)}
         try:
+            self._make(case, own, MAX_YAML_BYTES, link=True)
             _, rules = load_config(folder / "config.yaml", environ=ENVIRON)
         except InputError as exc:
             return self._yaml_rejected(case, exc, files)
+        finally:
+            _remove(own)
         if case.generator == "valid":
             wrong = [m for rule, written in zip(rules, case.expected) for m in _mismatches(rule, written, f"rules[{written['name']}]", folder.resolve())]
             if len(rules) != len(case.expected):
                 wrong.insert(0, f"wrote {len(case.expected)} rules, loaded {len(rules)}")
             if wrong:
-                return "BUG loaded wrong", "; ".join(wrong[:3])
-        return "loaded", ""
+                return "BUG loaded wrong", "; ".join(wrong[:3]), ""
+        return "loaded", "", ""
 
-    def _yaml_rejected(self, case: Case, exc: InputError, files: set[str]) -> tuple[str, str]:
+    def _yaml_rejected(self, case: Case, exc: InputError, files: set[str]) -> tuple[str, str, str]:
+        message = str(exc)
         if case.generator == "valid":
-            return "BUG valid rejected", str(exc)[:300]
+            return "BUG valid rejected", message[:300], message
         why = unclear(exc, files, csv_file=False)
-        return ("BUG unclear error", why) if why else ("rejected", "")
+        return ("BUG unclear error", why, message) if why else ("rejected", "", message)
 
 
 def _named_rules_dirs(exc: InputError) -> set[str]:
@@ -1070,13 +1371,13 @@ def markdown(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def table(results: list[Result], label: Callable[[Result], str], labels: list[str]) -> str:
+def table(results: list[Result], label: Callable[[Result], str], labels: list[str], title: str = "kind") -> str:
     counts = Counter((label(r), r.outcome) for r in results)
     shown = [o for o in OUTCOMES if o in ("loaded", "rejected") or any(k[1] == o for k in counts)]
     rows = [[name] + [f"{counts[(name, o)]:,}" for o in shown] + [f"{sum(counts[(name, o)] for o in shown):,}"]
             for name in labels if any(k[0] == name for k in counts)]
     rows.append(["**total**"] + [f"{sum(counts[(n, o)] for n in labels):,}" for o in shown] + [f"{len(results):,}"])
-    return markdown(["kind"] + shown + ["cases"], rows)
+    return markdown([title] + shown + ["cases"], rows)
 
 
 def report(results: list[Result], seconds: float, seed: int) -> str:
@@ -1089,6 +1390,8 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
         table(results, lambda r: r.case.kind, list(KINDS)),
         "## By generator",
         table(results, lambda r: f"{r.case.kind} · {r.case.generator}", [f"{k} · {g}" for k in KINDS for g in GENERATORS]),
+        "## Hostile cases by attack (all the kinds of file it applies to)",
+        table([r for r in results if r.case.generator == "hostile"], lambda r: r.case.notes[0], ATTACKS, title="attack"),
         f"total {seconds:.0f} s ({seconds / max(len(results), 1) * 1000:.1f} ms a case); peak memory of the process "
         f"{peak.peak_mb:.0f} MB, reached in case {raised.case.number} ({raised.case.kind} · {raised.case.generator}: "
         f"{', '.join(raised.case.notes) or 'valid'}, {raised.case.size:,} bytes)",

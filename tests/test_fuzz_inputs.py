@@ -9,7 +9,11 @@ Python internals. Files go through the loaders the service uses: a CSV source's 
 ``ownership_periods`` calls it, and ``load_config`` for config.yaml and the rules.
 
 Examples are derandomized, so a failure is not a new random draw's; ``benchmarks.fuzz_inputs`` runs
-ten thousand more files through the same loaders.
+ten thousand more files through the same loaders, and its cases run here too: a few hundred of them,
+and each of its hostile cases about what a file is (a device, a named pipe, a folder, a file over
+its size limit), a row beyond the source's ceilings, control characters in ids and names, empty
+files, numbers that are not whole or not finite, a config without a source, empty Slack secrets and
+a mistyped webhook URL.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import codecs
 import csv
 import datetime as dt
 import io
+import itertools
+import random
 import re
 import string
 import time
@@ -36,6 +42,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, SecretStr
 
 from anomaly.config import Config, CsvSourceConfig, load_config
+from benchmarks import fuzz_inputs as bench
 from anomaly.errors import ConfigError, DataError, InputError
 from anomaly.pipeline import make_connector
 from anomaly.schema import CONTROL_CHARACTERS
@@ -412,13 +419,14 @@ BAD_CELLS = [
     "-1", "-0", "nan", "NaN", "inf", "-inf", "1e309", "-1e309", "", " ", "n/a", "0000-01-01", "9999-12-31", "2026-02-30",
     "1899-12-31", "2200-01-01", "2026-07-01T25:00", "2026-07-01T10:00+99:00", "24", "3.5", "9007199254740993", "1e20",
     "0x10", "1,000", "١٢٣", '"', 'a"b', '"unclosed', "\r", "\x00", "\ufeff", "1" * 65, "X" * 41, "x" * 200_000, "US$",
+    "1e300", "100000001", "a\x85b", "a\x1bb",
 ]
 YAML_VALUES = [
     ".nan", ".inf", "-.inf", "-1", "1e309", "0000-01-01", "9999-12-31", "2026-02-30", "9999-12-31 23:59:59 -05:00",
     "2026-01-01 10:00:00 +99:00", "~", "''", "0x1F", "1:2:3", "!!python/object/apply:os.system ['true']",
     "!!python/name:os.system", "!!timestamp nope", "!!int x", "!!bool maybe", "!!map x", "!!set {[a]: ~}", "*nowhere",
     "&a [*a]", "${UNSET}", "${SLACK_BOT_TOKEN}", "'$$'", "1" * 5000, "[" * 100, "{a: {b: [c]}}", "[a, b", "{a: 1, a: 2}",
-    '"\\0"', '"\\ud800"', "? [a, b]\n  : c", "'" + "x" * 200_000 + "'",
+    '"\\0"', '"\\ud800"', "? [a, b]\n  : c", "'" + "x" * 200_000 + "'", "true", "1e400", "7.0",
 ]
 ENCODINGS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1", "cp1252", "utf-8-sig"]
 # (what, where in the file as a fraction, a value)
@@ -827,3 +835,134 @@ def test_another_encoding_is_named_or_read_as_the_utf8_it_happens_to_be(folder: 
             assert str(exc) == f"{path}: not valid UTF-8 (the file is UTF-16); save the file as UTF-8"
         return
     assert encoding != "utf-16"
+
+
+# ----------------------------------------------------------------------------------------------
+# the benchmark's cases (benchmarks.fuzz_inputs), through its runner
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory) -> bench.Runner:
+    return bench.Runner(tmp_path_factory.mktemp("bench").resolve())
+
+
+_numbers = itertools.count(1_000_000)  # each case a source of its own in the runner's store
+
+
+def run_attack(runner: bench.Runner, kind: str, attack: str | bench.Attack, seed: int = 0) -> bench.Result:
+    """One hostile case: ``attack`` by name (its variant drawn from ``seed``), or as given."""
+    if isinstance(attack, str):
+        draw = bench.hostile_csv if kind in bench.CSV_KINDS else bench.hostile_yaml
+        attack = draw(random.Random(seed), kind, attack)
+    return runner.run(bench.hostile_case(next(_numbers), kind, attack), SECONDS)
+
+
+def test_a_few_hundred_cases_of_the_benchmark_have_no_bug(runner: bench.Runner) -> None:
+    results = [runner.run(bench.draw(1, n), SECONDS) for n in range(300)]
+    bugs = [f"case {r.case.number} ({r.case.kind} · {r.case.generator}: {r.case.notes}): {r.outcome}: {r.detail}" for r in results
+            if r.outcome.startswith("BUG")]
+    assert bugs == []
+    assert {(r.case.kind, r.case.generator) for r in results} == set(itertools.product(bench.KINDS, bench.GENERATORS))
+    assert {r.outcome for r in results} == {"loaded", "rejected"}
+
+
+NEW_HOSTILE = [
+    *(pytest.param(kind, place, "rejected", id=f"{kind}-{place}") for kind in bench.KINDS for place in bench.PLACES),
+    *(pytest.param("config", f"ownership-{place}", "rejected", id=f"ownership-file-{place}") for place in bench.PLACES),
+    pytest.param("metrics", "spend-1e300", "rejected", id="spend-1e300"),
+    pytest.param("metrics", "beyond-ceiling", "rejected", id="beyond-a-ceiling"),
+    *(pytest.param(kind, "control-character", "rejected", id=f"{kind}-control-character") for kind in bench.CSV_KINDS),
+    *(pytest.param(kind, empty, "loaded", id=f"{kind}-{empty}") for kind in ("metrics", "changes") for empty in ("header-only", "zero-bytes", "blank")),
+    pytest.param("ownership", "header-only", "loaded", id="ownership-header-only"),
+    pytest.param("ownership", "zero-bytes", "rejected", id="ownership-zero-bytes"),
+    pytest.param("ownership", "blank", "rejected", id="ownership-blank"),
+    *(pytest.param(kind, number, "rejected", id=f"{kind}-{number}") for kind in ("config", "rules") for number in ("not-whole", "not-finite")),
+    pytest.param("config", "no-source", "rejected", id="no-source"),
+    pytest.param("config", "empty-slack-secret", "rejected", id="empty-slack-secret"),
+    pytest.param("config", "webhook-url", "rejected", id="webhook-url"),
+]
+
+
+@pytest.mark.parametrize(("kind", "attack", "outcome"), NEW_HOSTILE)
+def test_each_new_hostile_case_ends_as_it_must(runner: bench.Runner, kind: str, attack: str, outcome: str) -> None:
+    # twelve variants: which column, which control character, which value, which setting, which URL
+    for seed in range(12):
+        result = run_attack(runner, kind, attack, seed)
+        assert (result.outcome, result.detail) == (outcome, ""), result.message
+        assert result.seconds < SECONDS
+
+
+def test_a_named_pipe_for_a_metrics_file_is_refused_without_waiting_for_a_writer(runner: bench.Runner) -> None:
+    result = run_attack(runner, "metrics", "fifo")
+    assert result.outcome == "rejected"
+    assert result.message == f"{runner.folder}/case-{result.case.number}.csv: is a named pipe (FIFO), not a regular file; expected a CSV file"
+    assert result.seconds < 1
+
+
+def test_an_ownership_file_of_dev_zero_is_refused_by_check(runner: bench.Runner) -> None:
+    result = run_attack(runner, "config", "ownership-device")
+    assert result.outcome == "rejected"
+    assert result.message == "/dev/zero: is a character device, not a regular file; expected a CSV file"
+
+
+def test_a_folder_for_config_yaml_is_refused(runner: bench.Runner) -> None:
+    result = run_attack(runner, "config", "directory")
+    assert result.message == f"{runner.folder}/cfg/config.yaml: is a directory, not a regular file; expected a YAML file"
+
+
+def test_a_sparse_rules_file_over_the_limit_is_refused_before_it_is_read(runner: bench.Runner) -> None:
+    result = run_attack(runner, "rules", "oversize")
+    assert result.message == f"{runner.folder}/rules-case/rules/r.yaml: is 1.0 MB (1,000,001 bytes), over the 1 MB limit for a YAML file"
+
+
+ROW = "date,account_id,campaign_id,spend,clicks,leads,impressions\n2026-07-01,1001,55,{spend},{clicks},1,{impressions}\n"
+
+
+@pytest.mark.parametrize(("cells", "message"), [
+    pytest.param({"spend": "1e300"}, "line 2, column spend: expected at most 10,000,000 (the source's max_row_spend), got '1e300'", id="spend-1e300"),
+    pytest.param({"clicks": "1e20"}, "line 2, column clicks: expected at most 100,000,000 (the source's max_row_clicks), got '1e20'",
+                 id="clicks-1e20-beyond-2**53"),
+    pytest.param({"impressions": "1.7976931348623157e308"},
+                 "line 2, column impressions: expected at most 1,000,000,000 (the source's max_row_impressions), got '1.7976931348623157e308'",
+                 id="impressions-largest-double"),
+    pytest.param({"clicks": "1e309"}, "line 2, column clicks: expected a whole number >= 0, got '1e309'", id="clicks-infinite"),
+])
+def test_a_row_beyond_a_ceiling_names_the_ceiling(runner: bench.Runner, cells: dict[str, str], message: str) -> None:
+    data = ROW.format(**{"spend": "10", "clicks": "2", "impressions": "100", **cells}).encode()
+    result = run_attack(runner, "metrics", bench.Attack(data, "beyond-ceiling"))
+    assert result.outcome == "rejected"
+    assert result.message == f"{runner.folder}/case-{result.case.number}.csv: {message}"
+
+
+def test_a_header_only_metrics_file_loads_and_is_reported_empty(runner: bench.Runner) -> None:
+    header = "date,account_id,campaign_id,spend,clicks,leads\n"
+    assert run_attack(runner, "metrics", bench.Attack(header.encode(), "header-only", empty=True)).outcome == "loaded"
+    # a file that holds a row is not empty: the runner tells the difference
+    held = run_attack(runner, "metrics", bench.Attack(f"{header}2026-07-01,1001,55,10,2,1\n".encode(), "header-only", empty=True))
+    assert held.outcome == "BUG loaded wrong"
+    assert held.detail.startswith("an empty file not reported as empty: 1 rows stored")
+
+
+def test_a_webhook_url_without_its_scheme_is_refused_without_showing_it(runner: bench.Runner) -> None:
+    url = "hooks.slack.com/services/T0FUZZ/B0FUZZ/NotToBeShown123"
+    text = f"{bench._SOURCE}alerts:\n  sinks:\n    - type: slack_webhook\n      url: '{url}'\n"
+    result = run_attack(runner, "config", bench.Attack(text.encode(), "webhook-url", check=True, secret="NotToBeShown123"))
+    assert result.outcome == "rejected"
+    assert result.message == (
+        f"{runner.folder}/cfg/config.yaml: alerts.sinks[0].url: expected the URL Slack gave for the incoming webhook, "
+        "https://hooks.slack.com/services/…, got a value that does not start with https:// (not shown: it is a secret)"
+    )
+
+
+@pytest.mark.parametrize(("demands", "outcome", "message", "judged"), [
+    pytest.param({"secret": "s3cret"}, "rejected", "config.yaml: url: got 's3cret'", "BUG secret shown", id="secret-shown"),
+    pytest.param({"secret": "s3cret"}, "BUG unclear error", "config.yaml: got s3cret", "BUG secret shown", id="secret-shown-in-a-bug"),
+    pytest.param({"refusal": "is a directory"}, "loaded", "", "BUG invalid loaded", id="loaded-not-refused"),
+    pytest.param({"refusal": "is a directory"}, "rejected", "m.csv: line 1: bad header", "BUG unclear error", id="refused-for-another-reason"),
+    pytest.param({"refusal": "is a directory"}, "rejected", "m.csv: bad header\nm.csv: is a directory, not a regular file", "rejected",
+                 id="refused-for-its-reason-among-others"),
+    pytest.param({"secret": "s3cret", "refusal": "url: "}, "rejected", "config.yaml: url: not shown", "rejected", id="refused-unshown"),
+])
+def test_the_benchmark_judges_a_hostile_case_by_its_demands(demands: dict, outcome: str, message: str, judged: str) -> None:
+    case = bench.Case(0, "config", "hostile", b"", **demands)
+    assert bench.judged(case, outcome, "", message)[0] == judged
