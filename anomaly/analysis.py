@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -474,13 +474,18 @@ class BacktestComparison:
     ``summary``: one row each for ``before`` and ``after``: alerts, alerts per week, incidents
     caught, median days from onset to detection, and the excess cost of what was caught.
     ``incidents``: every incident either caught, matched across the two (same family, account
-    and campaign, overlapping in time), with each side's detection day. ``weekly``: alerts per
-    week, one column per side.
+    and campaign, overlapping in time), with each side's detection day, opening rule, severity and
+    excess cost. ``weekly``: alerts per week, one column per side. ``by_rule``: the alerts each rule
+    opened on each side (``before``, ``after``) and per week, with whether the rule is the ``same``
+    on both sides, ``changed``, ``new`` or ``removed`` when the rule lists were given. ``weeks``:
+    the length of the replay in weeks.
     """
 
     summary: pd.DataFrame
     incidents: pd.DataFrame
     weekly: pd.DataFrame
+    by_rule: pd.DataFrame = field(default_factory=pd.DataFrame)
+    weeks: float = 1.0
 
     @property
     def lost(self) -> pd.DataFrame:
@@ -493,8 +498,11 @@ class BacktestComparison:
         return self.incidents[~self.incidents["caught_before"] & self.incidents["caught_after"]]
 
 
-def compare_backtests(before: pd.DataFrame, after: pd.DataFrame) -> BacktestComparison:
-    """Compare two ``Project.backtest`` results over the same span (see ``BacktestComparison``)."""
+def compare_backtests(
+    before: pd.DataFrame, after: pd.DataFrame, *, rules_before: list[RuleBase] | None = None, rules_after: list[RuleBase] | None = None
+) -> BacktestComparison:
+    """Compare two ``Project.backtest`` results over the same span (see ``BacktestComparison``);
+    given the two rule lists, ``by_rule`` lists every rule of either and says which changed."""
     start = min(before.attrs.get("start", pd.NaT), after.attrs.get("start", pd.NaT))
     end = max(before.attrs.get("end", pd.NaT), after.attrs.get("end", pd.NaT))
     if pd.isna(start) or pd.isna(end):
@@ -521,7 +529,32 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame) -> BacktestComp
         {name: frame.groupby(frame["detected_on"].dt.to_period("W-SUN").dt.start_time).size().reindex(week_index, fill_value=0) for name, frame in (("before", before), ("after", after))},
         index=pd.DatetimeIndex(week_index, name="week"),
     )
-    return BacktestComparison(summary, incidents, weekly)
+    return BacktestComparison(summary, incidents, weekly, _by_rule(before, after, weeks, rules_before, rules_after), weeks)
+
+
+def _by_rule(
+    before: pd.DataFrame, after: pd.DataFrame, weeks: float, rules_before: list[RuleBase] | None, rules_after: list[RuleBase] | None
+) -> pd.DataFrame:
+    """Alerts by the rule that opened them, on each side; with the rule lists, every rule of either."""
+    defined_before = {r.name: r for r in rules_before or []}
+    defined_after = {r.name: r for r in rules_after or []}
+    names = list(dict.fromkeys([*defined_before, *defined_after, *before["rule"], *after["rule"]]))
+    frame = pd.DataFrame(
+        {
+            "before": before["rule"].value_counts().reindex(names, fill_value=0).astype(int),
+            "after": after["rule"].value_counts().reindex(names, fill_value=0).astype(int),
+        },
+        index=pd.Index(names, name="rule"),
+    )
+    frame["before_per_week"] = (frame["before"] / weeks).round(2)
+    frame["after_per_week"] = (frame["after"] / weeks).round(2)
+    if rules_before is not None and rules_after is not None:
+        frame["status"] = [
+            "new" if name not in defined_before else "removed" if name not in defined_after
+            else "same" if defined_before[name] == defined_after[name] else "changed"
+            for name in names
+        ]
+    return frame
 
 
 def _match(before: pd.DataFrame, after: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
@@ -547,7 +580,8 @@ def _match(before: pd.DataFrame, after: pd.DataFrame, end: pd.Timestamp) -> pd.D
         if j not in used:
             rows.append(_matched_row(None, a))
     columns = ["family", "account_id", "account_name", "campaign_id", "campaign_name", "onset", "managing_party",
-               "detected_before", "detected_after", "caught_before", "caught_after", "excess_cost"]
+               "detected_before", "detected_after", "caught_before", "caught_after", "excess_cost",
+               "currency", "rule_before", "rule_after", "severity_before", "severity_after", "excess_before", "excess_after"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["caught_before"] = frame["caught_before"].astype(bool)
     frame["caught_after"] = frame["caught_after"].astype(bool)
@@ -569,4 +603,8 @@ def _matched_row(before: pd.Series | None, after: pd.Series | None) -> dict[str,
         "caught_before": before is not None,
         "caught_after": after is not None,
         "excess_cost": max(x["excess_cost"] for x in (before, after) if x is not None),
+        "currency": first["currency"],
+        **{f"{name}_{side}": (x[name] if x is not None else None) for side, x in (("before", before), ("after", after)) for name in ("rule", "severity")},
+        "excess_before": before["excess_cost"] if before is not None else np.nan,
+        "excess_after": after["excess_cost"] if after is not None else np.nan,
     }

@@ -58,14 +58,14 @@ def _config_path(args: argparse.Namespace) -> Path:
     return Path(args.config) if args.config else default_config_path()
 
 
-def _load(args: argparse.Namespace, *, require_sources: bool = False) -> tuple[Config, list, pd.DataFrame, Path]:
+def _load(args: argparse.Namespace, *, require_sources: bool = False, rules_dir: str | None = None) -> tuple[Config, list, pd.DataFrame, Path]:
     """Config, rules and ownership periods (the ownership file is config too), each read once.
 
     ``require_sources`` for the commands that validate or pull (check, run, serve, demo): the ones
     that only read the store (ack, backtest, incidents, report, silence, status) also take a config that
     names no source, e.g. one that only points at a store another config's service fills."""
     path = _config_path(args)
-    config, rules = load_config(path, require_sources=require_sources)
+    config, rules = load_config(path, require_sources=require_sources, rules_dir=rules_dir)  # rules_dir: a folder under trial
     return config, rules, ownership_periods(config), path
 
 
@@ -80,7 +80,7 @@ def _store(config: Config) -> Store:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        config, rules, periods, path = _load(args, require_sources=True)
+        config, rules, periods, path = _load(args, require_sources=True, rules_dir=args.rules)
     except InputError as exc:
         print(exc, file=sys.stderr)
         print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found.", file=sys.stderr)
@@ -90,7 +90,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{path}: OK — {len(config.sources)} source(s), {len(config.parties)} part{'ies' if len(config.parties) != 1 else 'y'}, "
         f"{len(periods)} ownership period(s), {enabled} enabled rule(s) of {len(rules)} in {config.rules_dir}"
     )
+    _say_unknown_ids(config, rules, path.resolve())
     return 0
+
+
+def _say_unknown_ids(config: Config, rules: list, path: Path) -> None:
+    """The ids of rule scopes and silences that the store's data has never held, a typo maybe: said,
+    never a failure; nothing when the store is absent, empty or out of reach."""
+    from anomaly.id_check import unknown_id_problems
+    from anomaly.store import describe_url, peek_known_ids
+
+    url = config.store.url.get_secret_value()
+    problems = unknown_id_problems(config, rules, peek_known_ids(url), path)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        n = len(problems)
+        print(f"The configuration is valid; {n} id{'s' if n != 1 else ''} in it {'are' if n != 1 else 'is'} not in the data of the store at {describe_url(url)}.", file=sys.stderr)
 
 
 #: ``anomaly run`` exits with this when it did nothing because another run, or the service, was at
@@ -273,6 +289,8 @@ def _reset_demo_outputs(config: Config, folder: Path) -> None:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from anomaly.pipeline import backtest
 
+    if args.compare:
+        return cmd_backtest_compare(args)
     config, rules, periods, _ = _load(args)
     if args.rules:
         rules = load_rules(Path(args.rules), config.parties)
@@ -330,6 +348,132 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def cmd_backtest_compare(args: argparse.Namespace) -> int:
+    """``anomaly backtest --rules DIR --compare``: the same history replayed with the project's
+    rules (before) and with DIR's (after): alerts per week by rule and in total, the incidents
+    gained and lost, and the change in excess cost caught."""
+    from anomaly.analysis import NoData, Project, compare_backtests
+
+    if not args.rules:
+        raise InputError([_usage_problem("--compare compares the rules of --rules DIR with the project's: give --rules DIR")])
+    if args.date_from and args.date_to and args.date_to < args.date_from:
+        raise InputError([_usage_problem(f"--to {args.date_to} is before --from {args.date_from}")])
+    path = _config_path(args)
+    config, rules = load_config(path)
+    _, trial = load_config(path, rules_dir=args.rules)  # checked against config.yaml as `anomaly check --rules DIR` does
+    project = Project(config, rules, _store(config), config_path=path.resolve())
+    try:
+        before = project.backtest(args.date_from, args.date_to)
+        after = project.backtest(args.date_from, args.date_to, rules=trial)
+    except NoData:
+        print(f"The store at {project.store.describe()} holds no metrics; run `anomaly run` (or `anomaly demo`) first.", file=sys.stderr)
+        return 1
+    comparison = compare_backtests(before, after, rules_before=rules, rules_after=trial)
+    start, end = before.attrs["start"].date(), before.attrs["end"].date()
+    if args.format == "json":
+        print(json.dumps(_comparison_record(comparison, start, end, config.rules_dir, str(Path(args.rules).resolve())), indent=2))
+        return 0
+    _print_comparison(comparison, config, start, end, config.rules_dir, str(Path(args.rules).resolve()))
+    return 0
+
+
+def _print_comparison(comparison, config: Config, start: dt.date, end: dt.date, before_dir: str, after_dir: str) -> None:  # noqa: ANN001 - BacktestComparison
+    by_rule, weeks = comparison.by_rule, comparison.weeks
+    print(f"Before: the project's rules ({before_dir}). After: the rules in {after_dir}.")
+    print(f"Replayed {start} to {end} ({weeks:.1f} weeks).\n")
+    shown = by_rule[(by_rule["before"] > 0) | (by_rule["after"] > 0) | (by_rule["status"] != "same")]
+    rows = [
+        [name, r.status, r.before, r.after, f"{r.before_per_week:.2f}", f"{r.after_per_week:.2f}", _signed(r.after_per_week - r.before_per_week)]
+        for name, r in shown.iterrows()
+    ]
+    before_total, after_total = int(by_rule["before"].sum()), int(by_rule["after"].sum())
+    rows.append(["total", "", before_total, after_total, f"{before_total / weeks:.2f}", f"{after_total / weeks:.2f}", _signed((after_total - before_total) / weeks)])
+    _print_table(["rule", "in trial", "alerts before", "alerts after", "per week before", "per week after", "change"], rows)
+    if len(shown) < len(by_rule):
+        quiet = len(by_rule) - len(shown)
+        print(f"({quiet} more rule{'s' if quiet != 1 else ''}, the same in both, alerted on nothing either way.)")
+
+    incidents = comparison.incidents
+    for title, frame, side in (
+        ("Gained", comparison.gained, "after"),
+        ("Lost", comparison.lost, "before"),
+    ):
+        n = len(frame)
+        whose = "only the rules under trial alert on" if side == "after" else "the project's rules alert on and the rules under trial do not"
+        print(f"\n{title}: {n} incident{'s' if n != 1 else ''} {whose}" + (":" if n else "."))
+        if n:
+            _print_table(
+                ["detected", "onset", "account", "campaign", "rule", "severity", "managed by", "excess"],
+                [
+                    [
+                        f"{r[f'detected_{side}']:%Y-%m-%d}", f"{r['onset']:%Y-%m-%d}", _clip(r["account_name"], 24),
+                        _clip(r["campaign_name"] or "all campaigns", 24), r[f"rule_{side}"], r[f"severity_{side}"],
+                        config.party_name(r["managing_party"]), money(r[f"excess_{side}"], r["currency"]),
+                    ]
+                    for _, r in frame.iterrows()
+                ],
+            )
+    both = incidents[incidents["caught_before"] & incidents["caught_after"]]
+    moved = [(after - before).days for before, after in zip(both["detected_before"], both["detected_after"])]
+    print(
+        f"\nCaught by both: {len(both)}; the rules under trial detect {sum(d < 0 for d in moved)} earlier, "
+        f"{sum(d > 0 for d in moved)} later, {sum(d == 0 for d in moved)} on the same day."
+    )
+    if incidents.empty:
+        print("Excess cost caught: none, before or after.")
+    for currency, before, after in _excess_caught(incidents):
+        print(f"Excess cost caught: {money(before, currency)} before, {money(after, currency)} after ({_signed_money(after - before, currency)}).")
+
+
+def _excess_caught(incidents: pd.DataFrame) -> list[tuple[str, float, float]]:
+    """(currency, excess caught before, after), one per currency of the incidents (the account's)."""
+    return [
+        (currency, float(group["excess_before"].fillna(0).sum()), float(group["excess_after"].fillna(0).sum()))
+        for currency, group in incidents.groupby("currency", sort=True)
+    ]
+
+
+def _signed(value: float) -> str:
+    return f"{'+' if value >= 0 else '−'}{abs(value):.2f}"
+
+
+def _signed_money(value: float, currency: str) -> str:
+    if round(value, 2) == 0:
+        return "no change"
+    return f"{'+' if value > 0 else '−'}{money(abs(value), currency)}"
+
+
+def _comparison_record(comparison, start: dt.date, end: dt.date, before_dir: str, after_dir: str) -> dict:  # noqa: ANN001 - BacktestComparison
+    """``anomaly backtest --compare --format json``: one object."""
+
+    def incident(r: pd.Series, side: str) -> dict:
+        return {
+            "account_id": r["account_id"], "account_name": r["account_name"], "campaign_id": r["campaign_id"] or None,
+            "campaign_name": r["campaign_name"], "family": r["family"], "rule": r[f"rule_{side}"], "severity": r[f"severity_{side}"],
+            "onset": f"{r['onset']:%Y-%m-%d}", "detected_on": f"{r[f'detected_{side}']:%Y-%m-%d}", "managing_party": r["managing_party"],
+            "excess_cost": float(r[f"excess_{side}"]), "currency": r["currency"],
+        }
+
+    rules = [
+        {"rule": name, "status": r.get("status"), "before": int(r["before"]), "after": int(r["after"]),
+         "before_per_week": float(r["before_per_week"]), "after_per_week": float(r["after_per_week"])}
+        for name, r in comparison.by_rule.iterrows()
+    ]
+    excess = _excess_caught(comparison.incidents)
+    return {
+        "from": start.isoformat(), "to": end.isoformat(), "weeks": round(comparison.weeks, 2),
+        "before": {"rules_dir": before_dir, "alerts": int(comparison.summary.loc["before", "alerts"]),
+                   "alerts_per_week": float(comparison.summary.loc["before", "alerts_per_week"]),
+                   "excess_caught": {currency: round(b, 2) for currency, b, _ in excess}},
+        "after": {"rules_dir": after_dir, "alerts": int(comparison.summary.loc["after", "alerts"]),
+                  "alerts_per_week": float(comparison.summary.loc["after", "alerts_per_week"]),
+                  "excess_caught": {currency: round(a, 2) for currency, _, a in excess}},
+        "rules": rules,
+        "gained": [incident(r, "after") for _, r in comparison.gained.iterrows()],
+        "lost": [incident(r, "before") for _, r in comparison.lost.iterrows()],
+    }
 
 
 def _project(args: argparse.Namespace):
@@ -557,10 +701,20 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
         problems.append(Problem("command line", "--until", f"{_utc(silence.until)} is in the past"))
     if problems:
         raise InputError(problems)
-    silence_id = _store(config).add_silence(silence, now=now)
+    store = _store(config)
+    silence_id = store.add_silence(silence, now=now)
     print(silence_id)
     print(f"silence {silence_id}: {describe_matchers(silence)} until {_utc(silence.until)}", file=sys.stderr)
+    _say_unknown_silence_ids(store, silence)
     return 0
+
+
+def _say_unknown_silence_ids(store: Store, silence: Silence) -> None:
+    """An account or campaign the store's data has never held (a typo?): said; the silence stands."""
+    from anomaly.id_check import silence_problems
+
+    for name, message in silence_problems(silence.account, silence.campaign, store.known_ids()).items():
+        print(Problem("command line", f"--{name}", message), file=sys.stderr)
 
 
 def cmd_silence_list(args: argparse.Namespace) -> int:
@@ -653,6 +807,19 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _trial_options(commands: argparse._SubParsersAction) -> None:
+    """Trying a rule change: ``check --rules DIR`` validates the folder under trial, ``backtest
+    --rules DIR --compare`` sets it against the project's rules."""
+    commands.choices["check"].add_argument(
+        "--rules", metavar="DIR", help="validate this rules folder (one under trial) against config.yaml instead of the configured one"
+    )
+    commands.choices["backtest"].add_argument(
+        "--compare", action="store_true",
+        help="with --rules DIR: replay with the project's rules and with DIR's; print alerts per week by rule and in total, "
+        "the incidents gained and lost, and the change in excess cost caught",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anomaly", description="Cost-per-lead anomaly detection and alerting for paid media.", parents=[_common_options(suppress=False)]
@@ -672,7 +839,8 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "check", "validate config.yaml and the rules; every problem as file: path: message",
         "Validate the config file, the rules folder and the ownership file: every problem as `file: path: message`, "
-        "one a line. Exits 0 only when everything is valid; reads no store and sends nothing.",
+        "one a line. Exits 0 only when everything is valid. Names the account and campaign ids of rule scopes and silences "
+        "that the store's data has never held (without failing); sends nothing.",
     ).set_defaults(func=cmd_check)
 
     run = command(
@@ -767,6 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
     expire = actions.add_parser("expire", help="end a stored silence now", description="End a stored silence now.", parents=common)
     expire.add_argument("silence_id", type=int, metavar="ID")
     expire.set_defaults(func=cmd_silence_expire)
+    _trial_options(sub)
     return parser
 
 

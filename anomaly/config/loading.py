@@ -76,6 +76,25 @@ def _load_rules(
     return rules, problems
 
 
+def rule_problems(rules_dir: Path, found: dict[str, list[tuple[str, str]]]) -> list[Problem]:
+    """Problems found in loaded rules, located in their files as a load's are: ``found`` maps a
+    rule's name to (a path within the rule, a message), e.g. ``("scope.accounts[0]", "…")``,
+    which becomes ``rules/x.yaml: line 16, rule r: scope.accounts[0]: …``."""
+    problems: list[Problem] = []
+    if not found:
+        return problems
+    for path in sorted([*Path(rules_dir).glob("*.yaml"), *Path(rules_dir).glob("*.yml")]):
+        raw, lines = read_yaml_lines(path)
+        here = []
+        for i, item in enumerate(raw.get("rules") or [] if isinstance(raw, dict) else []):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                continue
+            here.extend(Problem(str(path), f"rules[{i}].{where}", message) for where, message in found.get(name, []))
+        problems.extend(at_rules(here, str(path), raw, lines))
+    return problems
+
+
 def _without_unset_env(problems: list[Problem], env_problems: list[Problem]) -> list[Problem]:
     """Drop what a value left empty by an unset ``${VAR}`` caused: the unset variable is the problem."""
     unset = {p.where for p in env_problems}
@@ -118,9 +137,11 @@ NO_SOURCE = "at least one source is needed (a csv source with its metrics files,
 
 
 def load_config(
-    path: str | Path, *, environ: dict[str, str] | None = None, require_sources: bool = False
+    path: str | Path, *, environ: dict[str, str] | None = None, require_sources: bool = False, rules_dir: str | Path | None = None
 ) -> tuple[Config, list[RuleBase]]:
-    """Load config.yaml and the rules it points to. Raise ConfigError listing every problem.
+    """Load config.yaml and the rules it points to (or those in ``rules_dir``: a folder under trial,
+    checked against the config as the configured one would be). Raise ConfigError listing every
+    problem.
 
     With ``require_sources`` the config must name at least one source, as every config the service
     runs on must (``anomaly check``, ``run``, ``serve`` and ``demo`` ask for it): an empty
@@ -143,6 +164,11 @@ def load_config(
         config = None
     if config is not None:
         problems.extend(_cross_check(config, str(path)))
+    if rules_dir is not None:
+        rules_dir = Path(rules_dir).resolve()
+        if config is not None:
+            config = config.model_copy(update={"rules_dir": str(rules_dir)})
+    elif config is not None:
         rules_dir = Path(config.rules_dir)
     else:  # still check the rules, so that every problem is reported at once
         named = raw.get("rules_dir")

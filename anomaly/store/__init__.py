@@ -9,9 +9,9 @@ The package, by concern: ``tables`` (the schema), ``migrations`` (each version s
 engine, the schema check and the upsert every part shares), ``data`` (metrics, changes, inferred
 ownership and pulls), ``incidents_outbox`` (incidents, the outbox, reminders), ``silencing``
 (silences), ``lock`` (the service lock), ``completeness`` (how late each account's leads
-arrive: the leads each pull first saw of a day) and ``source_files`` (the content hash of each file
-a source has read). ``Store`` is all of them; every name is importable
-from ``anomaly.store`` as before.
+arrive: the leads each pull first saw of a day), ``source_files`` (the content hash of each file
+a source has read) and ``known_ids`` (the account and campaign ids the metrics hold). ``Store`` is
+all of them; every name is importable from ``anomaly.store`` as before.
 """
 
 from anomaly.store.base import StoreBase, utcnow
@@ -19,6 +19,7 @@ from anomaly.store.completeness import COMPLETENESS_COLUMNS, SETTLED_DAYS, Compl
 from anomaly.store.data import IDENTITY_COLUMNS, DataStore, IngestResult, PullRecord
 from anomaly.store.engine import SQLITE_TIMEOUT_SECONDS, StoreError, _explain_failure, describe_url, make_engine
 from anomaly.store.incidents_outbox import REMINDED_AFTER, IncidentStore, IncidentWrite, OutboxItem, SentMessage
+from anomaly.store.known_ids import KnownIds, KnownIdStore, peek_known_ids
 from anomaly.store.lock import LockStore, ServiceLock
 from anomaly.store.migrations import SCHEMA_VERSION
 from anomaly.store.silencing import Silence, SilenceStore
@@ -40,7 +41,7 @@ from anomaly.store.tables import (
 )
 
 
-class Store(DataStore, CompletenessStore, IncidentStore, SilenceStore, LockStore, SourceFileStore):
+class Store(DataStore, CompletenessStore, IncidentStore, SilenceStore, LockStore, SourceFileStore, KnownIdStore):
     """All persistence. Construct with a SQLAlchemy URL; call ``migrate()`` once before use."""
 
 
@@ -58,6 +59,8 @@ __all__ = [
     "IncidentStore",
     "IncidentWrite",
     "IngestResult",
+    "KnownIdStore",
+    "KnownIds",
     "LockStore",
     "OutboxItem",
     "PullRecord",
@@ -79,6 +82,7 @@ __all__ = [
     "metadata",
     "metrics",
     "outbox",
+    "peek_known_ids",
     "pulls",
     "schema_version",
     "service_lock",
