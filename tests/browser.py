@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -83,9 +85,12 @@ class _DevTools:
 def open_page(path: Path, chromium: str, expressions: dict[str, str] | None = None) -> Page:
     """Load ``path`` (a local file) and report on it; ``expressions`` are JavaScript evaluated
     in the loaded page, by name."""
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes (renderer, crash handler) write into the profile after the
+    # browser process is gone: the whole process group is ended before the profile is removed
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
-            [chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            [chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         try:
             url = _devtools_url(process)
@@ -111,7 +116,10 @@ def open_page(path: Path, chromium: str, expressions: dict[str, str] | None = No
             tools.ws.close()
             return Page(text, svg_count, requests, failed, shot, values)
         finally:
-            process.kill()
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             process.wait()
             process.stderr.close()
 
