@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anomaly.detect.changes import kind_of
+
 TRACKING = "tracking"
 COST_PER_CLICK = "cost_per_click"
 CONVERSION_RATE = "conversion_rate"
@@ -54,8 +56,6 @@ def change_explains(change: dict, mechanism: str | None) -> bool:
     """Whether a change (``resource_type``, ``operation``, ``changed_fields``) plausibly explains
     ``mechanism``: a bid or budget change dearer clicks or a runaway, a keyword, match-type, ad or
     targeting change fewer leads per click, a conversion-action change lost tracking."""
-    from anomaly.detect.changes import kind_of
-
     resource, operation, fields = change.get("resource_type", ""), change.get("operation", ""), change.get("changed_fields", "")
     kind = kind_of(resource, operation, fields)
     text = f"{resource} {fields}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from anomaly.detect.stats import lower_tail
 from benchmarks.synth import SPIKE_FACTORS
 
 ALERT_COLUMNS = ["account_id", "campaign_id", "family", "onset", "detected_on", "managing_party", "excess_cost"]
@@ -309,8 +310,6 @@ def _day_to_day(history: pd.DataFrame, count: str) -> float:
 def _lower_tail(observed: float, mean: float, variance: float, weights: pd.Series) -> float:
     """P(so few) for a span's total count with ``mean``: its days' expectations in proportion to
     ``weights``, each varying by ``variance`` (``_day_to_day``), independently from day to day."""
-    from anomaly.detect.stats import lower_tail
-
     w = weights.to_numpy(dtype=float)
     share = w / w.sum() if w.sum() > 0 else np.full(len(w), 1.0 / max(len(w), 1))
     phi = variance * float((share**2).sum())  # Var = mean + variance · Σ e_d² = mean + phi · mean²

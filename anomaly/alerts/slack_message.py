@@ -362,7 +362,9 @@ def _changes_text(payload: dict, name: Namer, config: Config | None) -> str:
     shown = changes[-MAX_CHANGES:]
     lines = [f"*Changes from {_window(config)} to detection ({len(changes)})*"]
     currency = payload.get("currency", "USD")
-    lines += [_clip(_change_line(change, name, currency), CHANGE_LINE_CHARS - len(fits(change, payload))) + _untrusted(fits(change, payload)) for change in shown]
+    for change in shown:
+        fit = fits(change, payload)
+        lines.append(_clip(_change_line(change, name, currency), CHANGE_LINE_CHARS - len(fit)) + _untrusted(fit))
     if len(changes) > len(shown):
         lines.append(f"… and {len(changes) - len(shown)} more, earlier")
     return "\n".join(lines)

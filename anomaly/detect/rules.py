@@ -120,14 +120,15 @@ class _Window:
             if days > 1:  # a step accepted as the new level inside the window: the window is judged against it
                 accepted = recent(shift(b.new_spend_level.astype(float), 1) > 0, days - 1)
                 level = np.where(accepted, b.spend_level, level)
-            self.expected_spend = level * window_sum(b.spend_factor, days)
+            weekdays = window_sum(b.spend_factor, days)  # the window's days, in average days
+            self.expected_spend = level * weekdays
             counting = 1.0 / (self.expected_spend / self.base_cpc) + shift(b.click_phi, back) / days  # clicks are counts
             self.spend_spread = np.sqrt(shift(b.spend_spread, back) ** 2 / days + np.nan_to_num(counting, nan=0.0, posinf=0.0))
             if ctx.volume_elasticity:
                 # diminishing returns: buying more clicks than the baseline did costs more per click (and so per
                 # lead); more volume may come that much dearer, as far as its cost per click did rise
                 # (more clicks at a lower cost per click are another audience, not a higher bid)
-                usual = shift(b.clicks, back) * window_sum(b.spend_factor, days)  # the volume the baseline was learned at
+                usual = shift(b.clicks, back) * weekdays  # the volume the baseline was learned at
                 volume = np.nan_to_num(self.clicks / usual, nan=1.0, posinf=1.0)
                 cpc_up = np.nan_to_num(self.spend / (self.clicks * self.base_cpc), nan=1.0, posinf=1.0)
                 dearer = 1.0 / np.clip(np.minimum(volume**ctx.volume_elasticity, cpc_up), 1.0, None)
