@@ -34,13 +34,14 @@ from pydantic import ValidationError
 from anomaly.alerts.render import BASELINE_BAND
 from anomaly.config import Config, RuleBase, RulesFile, _problems_from_validation, default_config_path, load_config, load_rules
 from anomaly.errors import AnomalyError, ConfigError, InputError, Problem
-from anomaly.ownership import ownership_periods, party_matrix, party_of_change, with_inferred
+from anomaly.ownership import domain_map, ownership_periods, party_matrix, party_of_change, with_inferred
+from anomaly.platforms import payload_platform
 from anomaly.store import Store
 
 DateLike = str | dt.date | pd.Timestamp | None
 
 INCIDENT_COLUMNS = [
-    "id", "status", "severity", "family", "rule", "metric", "account_id", "account_name", "campaign_id", "campaign_name",
+    "id", "status", "severity", "family", "rule", "metric", "platform", "account_id", "account_name", "campaign_id", "campaign_name",
     "currency", "onset", "detected_on", "critical_on", "last_active", "resolved_on", "managing_party", "party_name",
     "party_since", "spend", "leads", "cpl", "baseline_cpl", "observed", "baseline", "excess_cost", "excess_by_party",
     "changes", "announced", "acknowledged_at", "acknowledged_by",
@@ -119,6 +120,13 @@ class Project:
             ["account_id", "campaign_id", "start"], kind="stable"
         ).reset_index(drop=True)
 
+    def platforms(self) -> dict[str, str]:
+        """The ad platform of each account the store holds (``google_ads``, ``microsoft_ads``,
+        ``meta_ads``; "" where the data does not say), from the source that stored it."""
+        from anomaly.pipeline import platforms_of
+
+        return platforms_of(self.config, self.store)
+
     def _periods(self) -> pd.DataFrame:
         return with_inferred(self._declared, self.store.load_inferred_ownership())
 
@@ -167,14 +175,15 @@ class Project:
 
     def changes(self, *, account: str | Iterable[str] | None = None, start: DateLike = None, end: DateLike = None) -> pd.DataFrame:
         """The change history (``end`` inclusive), each change with the ``party`` behind it (by the
-        user's email domain; ``automated`` for rules, scripts and recommendations; ``unattributed``
-        for an unknown domain) and that party's ``party_name``."""
+        user's email domain, or a Meta actor's id or name; ``automated`` for rules, scripts,
+        recommendations and Meta's own events; ``unattributed`` for an unknown author) and that
+        party's ``party_name``."""
         first = _ts(start).to_pydatetime() if start is not None else None
         stop = (_ts(end) + pd.Timedelta(days=1)).to_pydatetime() if end is not None else None
         frame = self.store.load_changes(first, stop)
         if account is not None:
             frame = frame[frame["account_id"].isin(_as_list(account))]
-        domains = {domain: key for key, party in self.config.parties.items() for domain in party.domains}
+        domains = domain_map(self.config)
         parties = [party_of_change(e, c, domains) for e, c in zip(frame["user_email"], frame["client_type"])]
         return frame.assign(party=parties, party_name=[self.party_name(p) for p in parties]).reset_index(drop=True)
 
@@ -321,6 +330,7 @@ class Project:
             "family": row["family"],
             "rule": row["rule"],
             "metric": row["metric"],
+            "platform": payload_platform({**p, "account_id": row["account_id"]}),
             "account_id": row["account_id"],
             "account_name": p["account_name"],
             "campaign_id": row["campaign_id"],
@@ -430,7 +440,10 @@ class Project:
             raise NoData(f"the store at {self.store.describe()} holds no metrics; run `anomaly run` (or `anomaly demo`) first")
         first, last = metrics["date"].min().date(), metrics["date"].max().date()
         start_day, end_day = _date(start) or first, _date(end) or last
-        found = backtest(self.config, rules if rules is not None else self.rules, self._periods(), metrics, self.store.load_changes(), start_day, end_day)
+        found = backtest(
+            self.config, rules if rules is not None else self.rules, self._periods(), metrics, self.store.load_changes(), start_day, end_day,
+            platforms=self.platforms(),
+        )
         frame = pd.DataFrame([i.backtest_record() for i in found], columns=BACKTEST_COLUMNS)
         frame["campaign_id"] = frame["campaign_id"].fillna("")  # as everywhere in this API (the JSON contract says null)
         for column in ("onset", "detected_on", "resolved_on", "party_since"):
@@ -442,6 +455,7 @@ class Project:
 BACKTEST_COLUMNS = [
     "account_id", "campaign_id", "rule", "severity", "onset", "detected_on", "metric", "observed", "baseline", "managing_party",
     "excess_cost", "party_since", "family", "account_name", "campaign_name", "currency", "max_severity", "resolved_on", "excess_by_party",
+    "mechanism", "excess_by_mechanism", "platform",
 ]
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

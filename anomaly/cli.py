@@ -287,7 +287,7 @@ def _reset_demo_outputs(config: Config, folder: Path) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from anomaly.pipeline import backtest
+    from anomaly.pipeline import backtest, platforms_of
 
     if args.compare:
         return cmd_backtest_compare(args)
@@ -315,7 +315,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return 1
     changes = store.load_changes()
     periods = with_inferred(periods, store.load_inferred_ownership())
-    incidents = backtest(config, rules, periods, metrics, changes, start, end)
+    incidents = backtest(config, rules, periods, metrics, changes, start, end, platforms=platforms_of(config, store))
     elapsed = time.perf_counter() - started
     records = [i.backtest_record() for i in incidents]
     if args.format == "json":
@@ -503,7 +503,7 @@ def _party_keys(config: Config, names: list[str] | None) -> list[str] | None:
 
 
 INCIDENT_FIELDS = [
-    "id", "status", "severity", "family", "rule", "account_id", "account_name", "campaign_id", "campaign_name", "currency",
+    "id", "status", "severity", "family", "rule", "platform", "account_id", "account_name", "campaign_id", "campaign_name", "currency",
     "onset", "detected_on", "critical_on", "last_active", "resolved_on", "managing_party", "party_name", "party_since",
     "metric", "observed", "baseline", "spend", "leads", "cpl", "baseline_cpl", "excess_cost", "excess_by_party",
     "changes", "announced", "acknowledged_at", "acknowledged_by",

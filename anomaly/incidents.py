@@ -89,6 +89,9 @@ class Incident:
     #: the excess cost split into what the clicks cost above their baseline price and what they
     #: failed to buy in leads at it (``anomaly.mechanism``); empty when the data cannot tell
     excess_by_mechanism: dict[str, float] = field(default_factory=dict)
+    #: the ad platform the account is on (``anomaly.platforms``: google_ads, microsoft_ads,
+    #: meta_ads); "" when the data does not say
+    platform: str = ""
 
     @property
     def status(self) -> str:
@@ -135,6 +138,7 @@ class Incident:
             "excess_by_party": {k: round(v, 2) for k, v in self.excess_by_party.items()},
             "mechanism": self.mechanism,
             "excess_by_mechanism": dict(self.excess_by_mechanism),
+            "platform": self.platform or None,
         }
 
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from anomaly.alerts import DeliveryReport, Sink, deliver
 from anomaly.alerts.routing import Router
-from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, RuleBase
+from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, RuleBase, source_platform
 from anomaly.detect import detect
 from anomaly.errors import AnomalyError
 from anomaly.incidents import Incident, build_incidents, reconcile
 from anomaly.ownership import domain_map, ownership_periods, with_inferred
+from anomaly.platforms import account_platforms, guess_platform
 from anomaly.store import FILE_STATUSES, SourceFile, Store
 from connectors.base import Connector
 from connectors.csv_files import CsvConnector
@@ -187,12 +188,15 @@ def derive_incidents(
     changes: pd.DataFrame,
     as_of: dt.date,
     completeness: pd.DataFrame | None = None,
+    platforms: Mapping[str, str] | None = None,
 ) -> list[Incident]:
     """Detection and attribution on stored data up to ``as_of``: exactly what a live run decides.
 
     ``ownership`` holds the periods of ``anomaly.ownership.ownership_periods(config)``, read once
     by the caller; ``completeness`` how complete each account's latest leads are
-    (``Store.lead_completeness``; without it detection reads the lag from the data itself).
+    (``Store.lead_completeness``; without it detection reads the lag from the data itself);
+    ``platforms`` the ad platform of each account (``platforms_of``; without it, the id's shape
+    tells where it can).
     """
     detection = detect(
         metrics,
@@ -204,12 +208,19 @@ def derive_incidents(
         changes=changes,
         completeness=completeness,
     )
-    return build_incidents(
+    incidents = build_incidents(
         detection,
         changes,
         domain_map(config),
         changes_before_onset_days=config.detection.incidents.changes_before_onset_days,
     )
+    platforms = platforms or {}
+    return [replace(i, platform=platforms.get(i.account_id) or guess_platform(i.account_id)) for i in incidents]
+
+
+def platforms_of(config: Config, store: Store) -> dict[str, str]:
+    """The ad platform of each account the store holds, from the source that stored it."""
+    return account_platforms(store.account_sources(), {source.name: source_platform(source) for source in config.sources})
 
 
 def evaluate(
@@ -225,7 +236,7 @@ def evaluate(
     changes = store.load_changes(end=dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
     periods = with_inferred(ownership, store.load_inferred_ownership())
     completeness = store.lead_completeness(config.detection.reporting_lag_days, as_of=as_of)
-    return as_of, derive_incidents(config, rules, periods, metrics, changes, as_of, completeness)
+    return as_of, derive_incidents(config, rules, periods, metrics, changes, as_of, completeness, platforms_of(config, store))
 
 
 def run_cycle(
@@ -270,11 +281,13 @@ def run_cycle(
 
 
 def backtest(
-    config: Config, rules: list[RuleBase], ownership: pd.DataFrame, metrics: pd.DataFrame, changes: pd.DataFrame, start: dt.date, end: dt.date
+    config: Config, rules: list[RuleBase], ownership: pd.DataFrame, metrics: pd.DataFrame, changes: pd.DataFrame, start: dt.date, end: dt.date,
+    platforms: Mapping[str, str] | None = None,
 ) -> list[Incident]:
     """Replay ``start``..``end`` causally: the incidents whose alert would have been sent in that
-    span (one alert per incident, on its detection day), with excess cost up to ``end``."""
+    span (one alert per incident, on its detection day), with excess cost up to ``end``;
+    ``platforms`` as for ``derive_incidents``."""
     # every day is scored, not only those from ``start``: an episode that a live run would have
     # opened before ``start`` must not look new inside the window
-    incidents = derive_incidents(config, rules, ownership, metrics[metrics["date"] <= pd.Timestamp(end)], changes, end)
+    incidents = derive_incidents(config, rules, ownership, metrics[metrics["date"] <= pd.Timestamp(end)], changes, end, platforms=platforms)
     return [i for i in incidents if start <= i.detected_on <= end]

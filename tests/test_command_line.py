@@ -105,7 +105,7 @@ def test_a_reader_that_reads_the_first_line_gets_it(project: Path, tmp_path: Pat
 
     assert done.stdout.splitlines() == [
         "[CRITICAL] Cost per lead 9.0× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads",
-        "  Account      Harbor Dental Group (4821937710)",
+        "  Account      Harbor Dental Group (4821937710) on Google Ads",
     ]
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
     assert (tmp_path / "out" / "incident-2.html").is_file()

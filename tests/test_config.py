@@ -104,7 +104,7 @@ CONFIG_ERRORS = [
         [
             "config.yaml: sources[0].lookbak_days: unknown key; did you mean 'lookback_days'? expected one of: "
             "changes, currency, history_days, lookback_days, max_row_clicks, max_row_impressions, max_row_leads, "
-            "max_row_spend, metrics, name, schedule, type"
+            "max_row_spend, metrics, name, platform, schedule, type"
         ],
         id="unknown-key-in-source",
     ),

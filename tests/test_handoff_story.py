@@ -44,7 +44,7 @@ def test_demo_prints_the_handoff_alert_with_everything_a_cmo_needs(demo):
     _, _, output = demo
     block = next(b for b in output.split("\n\n") if "Harbor Dental Group / Generic - Leads" in b)
     assert block.splitlines()[0] == "[CRITICAL] Cost per lead 5.6× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads"
-    assert "  Account      Harbor Dental Group (4821937710)" in block
+    assert "  Account      Harbor Dental Group (4821937710) on Google Ads" in block
     assert "  Campaign     Generic - Leads (20118341)" in block
     assert "  Onset        Fri 2026-07-10, detected the same day" in block
     assert "  Cost/lead    $561 since onset vs $101 baseline (5.6×)" in block

@@ -314,7 +314,7 @@ def test_scorecard_of_the_partner_over_the_handoff(demo_config, tmp_path):
     assert f"portfolio cost per lead ${portfolio:,.0f}" in printed
     md = (tmp_path / "scorecard-beacon-2026-07-01-2026-07-12.md").read_text()
     assert "| #2 cpl-spike-1d | Harbor Dental Group / Generic - Leads | Fri 2026-07-10 | Fri 2026-07-10 | open | critical | $5,617 |" in md
-    assert "Accounts managed: Harbor Dental Group (4821937710, 5 days," in md
+    assert "Accounts managed: Harbor Dental Group (4821937710, Google Ads, 5 days," in md
     html = (tmp_path / "scorecard-beacon-2026-07-01-2026-07-12.html").read_text()
     assert 'id="party-beacon"' in html and "<script" not in html
 

@@ -268,7 +268,7 @@ ROUTE_ERRORS = [
         "  routes:\n    - party: beacon\n      sink: [console]\n",
         [
             "config.yaml: alerts.routes[0].sinks: required key is missing",
-            "config.yaml: alerts.routes[0].sink: unknown key; did you mean 'sinks'? expected one of: account, continue, mentions, party, party_at, severity, sinks",
+            "config.yaml: alerts.routes[0].sink: unknown key; did you mean 'sinks'? expected one of: account, continue, mentions, party, party_at, platform, severity, sinks",
         ],
         id="typo-in-a-route",
     ),

@@ -178,7 +178,7 @@ def test_handoff_alert_says_what_where_how_bad_who_and_what_to_do(handoff, confi
     ]
     assert [e["text"] for e in _by_type(message, "context")[0]["elements"]] == [
         "cpl-spike-1d · cost_per_lead · critical · incident 2",
-        "Harbor Dental Group (4821937710) / Generic - Leads (20118341)",
+        "Google Ads · Harbor Dental Group (4821937710) / Generic - Leads (20118341)",
     ]
     assert message.text == (
         "[CRITICAL] Cost per lead 5.6× baseline: fewer leads per click — Harbor Dental Group / Generic - Leads: excess ~$1,383, managed by Beacon Reach"
@@ -309,7 +309,7 @@ def test_untrusted_names_render_literally_and_never_as_mentions_or_links(config)
         excess_by_party={"beacon": 400.0, "northwind": 200.0},
     )
     url = "https://ads.google.com/aw/overview?campaignId=1001"
-    ours = f"<{url}|Open the campaign in Google Ads>"
+    ours = f"<{url}|Open the campaign>"  # the account id is not a Google Ads id: no platform to name
     messages = [
         build_alert("opened", payload, nasty, campaign_url=url),
         build_alert("resolved", {**payload, "status": "resolved", "resolved_on": "2026-07-11"}, nasty, campaign_url=url),

@@ -8,6 +8,7 @@ import datetime as dt
 from anomaly.alerts.change_words import describe
 from anomaly.config import Config
 from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, TRACKING, VOLUME, change_explains
+from anomaly.platforms import payload_platform, platform_label
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "AUD": "A$", "CAD": "C$", "NZD": "NZ$"}
 MAX_CHANGES = 5
@@ -139,7 +140,8 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
     def row(title: str, text: str) -> None:
         lines.append(f"  {title:<12} {text}")
 
-    row("Account", f"{payload['account_name']} ({payload['account_id']})")
+    platform = platform_label(payload_platform(payload))
+    row("Account", f"{payload['account_name']} ({payload['account_id']})" + (f" on {platform}" if platform else ""))
     row("Campaign", f"{payload['campaign_name']} ({payload['campaign_id']})" if payload["campaign_id"] else "all campaigns of the account")
     detected = payload["detected_on"]
     same_day = "detected the same day" if detected == payload["onset"] else f"detected {_day(detected)}"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from anomaly.config import SEVERITIES, AlertsConfig, RouteConfig
+from anomaly.platforms import payload_platform
 
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
@@ -65,6 +66,8 @@ class Router:
 def matches(route: RouteConfig, payload: dict) -> bool:
     """Whether every matcher the route gives matches the incident's payload."""
     if route.account and str(payload.get("account_id")) not in route.account:
+        return False
+    if route.platform and payload_platform(payload) not in route.platform:
         return False
     if route.party:
         party = payload.get("party_now") if route.party_at == "now" else payload.get("managing_party")

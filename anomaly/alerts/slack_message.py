@@ -52,6 +52,7 @@ from anomaly.alerts.render import (
 )
 from anomaly.config import _MENTION, Config
 from anomaly.errors import AnomalyError
+from anomaly.platforms import PLATFORMS, payload_platform, platform_label
 
 MAX_BLOCKS = 50
 HEADER_CHARS = 150
@@ -64,7 +65,7 @@ CHANGE_LINE_CHARS = 500  # MAX_CHANGES lines, a title and the "… and N more" l
 MAX_GROUP_LINES = 20
 GROUP_LINE_CHARS = 140  # MAX_GROUP_LINES lines and the "… and N more" line fit in a section
 GROUP_NAME_CHARS = 60  # a long campaign name must leave room for the excess on its line
-LINK_LABEL = "Open the campaign in Google Ads"
+LINK_LABEL = "Open the campaign"  # … in Google Ads, … in Meta Ads Manager: in its platform's interface
 
 Namer = Callable[[str | None], str]
 
@@ -168,18 +169,15 @@ def mention_text(payload: dict) -> str:
     return " ".join(out)
 
 
-GOOGLE_ADS_ACCOUNT = re.compile(r"^\d{10}$")
-GOOGLE_ADS_CAMPAIGN = re.compile(r"^\d{1,20}$")
-
-
 def campaign_link(payload: dict, config: Config | None) -> str | None:
-    """The campaign's page in Google Ads from ``alerts.campaign_url``, when the ids are Google Ads
-    ids (a 10-digit account, a numeric campaign); None otherwise, and for an account total."""
-    template = config.alerts.campaign_url if config is not None else None
-    account, campaign = str(payload.get("account_id") or ""), str(payload.get("campaign_id") or "")
-    if not template or not GOOGLE_ADS_ACCOUNT.match(account) or not GOOGLE_ADS_CAMPAIGN.match(campaign):
+    """The campaign's page in its platform's interface, from ``alerts.campaign_url``, when the
+    ids have the platform's shape; None otherwise, for an unknown platform and for an account
+    total."""
+    platform = PLATFORMS.get(payload_platform(payload))
+    if platform is None or config is None:
         return None
-    return template.replace("{account_id}", account).replace("{campaign_id}", campaign)
+    template = config.alerts.campaign_url_for(platform.key)
+    return platform.link(template, str(payload.get("account_id") or ""), str(payload.get("campaign_id") or ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +381,8 @@ def _next_step_text(payload: dict, name: Namer, resolved: bool, campaign_url: st
     else:
         text = _with_mentions(f"*Next step:* {_untrusted(next_step(payload, name))}", mentions, SECTION_CHARS)
     if campaign_url:
-        link = _link(campaign_url, LINK_LABEL)
+        platform = PLATFORMS.get(payload_platform(payload))
+        link = _link(campaign_url, f"{LINK_LABEL} in {platform.interface}" if platform else LINK_LABEL)
         if len(text) + 1 + len(link) <= SECTION_CHARS:  # a cut link would be broken: leave it out
             text += "\n" + link
     return text
@@ -395,8 +394,9 @@ def _rule_line(payload: dict) -> str:
 
 
 def _where_line(payload: dict) -> str:
-    """The full names and ids, which a long name may have cut from the header."""
-    account = f"{_untrusted(payload['account_name'])} ({_untrusted(payload['account_id'])})"
+    """The platform, and the full names and ids, which a long name may have cut from the header."""
+    label = platform_label(payload_platform(payload))
+    account = (f"{label} · " if label else "") + f"{_untrusted(payload['account_name'])} ({_untrusted(payload['account_id'])})"
     if not payload["campaign_id"]:
         return f"{account} / all campaigns of the account"
     return f"{account} / {_untrusted(payload['campaign_name'])} ({_untrusted(payload['campaign_id'])})"

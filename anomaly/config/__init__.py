@@ -77,6 +77,7 @@ from anomaly.config.sources import (
     LeadDefinition,
     OwnershipInferenceConfig,
     Source,
+    source_platform,
 )
 from anomaly.config.yamlio import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES, interpolate_env, read_yaml
 
@@ -143,6 +144,7 @@ __all__ = [
     "SlackWebhookSinkConfig",
     "Slug",
     "Source",
+    "source_platform",
     "SpendRatioRule",
     "StoreConfig",
     "StrictModel",

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretS
 
 from anomaly.config.base import FilePath, Float, Int, Slug, StrictModel
 from anomaly.config.rules import Severity
+from anomaly.platforms import PLATFORMS
 
 
 def _secret(what: str) -> AfterValidator:
@@ -191,7 +192,8 @@ def _listed(value: Any) -> Any:
 class RouteConfig(StrictModel):
     """Where the notifications of matching incidents go, and whom they mention. A route matches
     when every matcher it gives matches (a list: any of its values); one with no matcher matches
-    everything. ``party`` is the party managing the campaign at onset, or, with ``party_at: now``,
+    everything. ``platform`` is the ad platform of the incident's account (google_ads,
+    microsoft_ads, meta_ads). ``party`` is the party managing the campaign at onset, or, with ``party_at: now``,
     the party managing it now. ``severity: warning`` matches every incident, ``critical`` the
     critical ones (an incident that becomes critical starts reaching the route then). Routes are
     tried in order; the first that matches decides, unless it says ``continue: true``."""
@@ -199,6 +201,7 @@ class RouteConfig(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     account: Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_listed)] = []  # account ids
+    platform: Annotated[list[Literal["google_ads", "microsoft_ads", "meta_ads"]], BeforeValidator(_listed)] = []
     party: Annotated[list[Slug], BeforeValidator(_listed)] = []
     party_at: Literal["onset", "now"] = "onset"
     severity: Severity | None = None  # at least this severe
@@ -229,11 +232,11 @@ class SlackAppConfig(StrictModel):
 
 
 #: a Google Ads campaign in the web interface; {account_id} and {campaign_id} are filled in
-GOOGLE_ADS_CAMPAIGN_URL = "https://ads.google.com/aw/campaigns?campaignId={campaign_id}&__e={account_id}"
+GOOGLE_ADS_CAMPAIGN_URL = PLATFORMS["google_ads"].campaign_url
 _URL_FIELDS = re.compile(r"\{(account_id|campaign_id)\}")
 
 
-def _campaign_url(value: str | None) -> str | None:
+def _url_template(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.startswith("https://"):
@@ -241,6 +244,27 @@ def _campaign_url(value: str | None) -> str | None:
     if "{" in _URL_FIELDS.sub("", value) or "}" in _URL_FIELDS.sub("", value):
         raise ValueError(f"expected only {{account_id}} and {{campaign_id}} between braces, got {value!r}")
     return value
+
+
+def _campaign_urls(value: object) -> object:
+    """``alerts.campaign_url``: null, one template, or a template (or null) per platform."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _url_template(value)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an https:// URL, a URL per platform or null, got {value!r}")
+    out: dict[str, str | None] = {}
+    for platform, template in value.items():
+        if platform not in PLATFORMS:
+            raise ValueError(f"expected platforms among {', '.join(PLATFORMS)}, got {platform!r}")
+        if template is not None and not isinstance(template, str):
+            raise ValueError(f"{platform}: expected an https:// URL or null, got {template!r}")
+        try:
+            out[platform] = _url_template(template)
+        except ValueError as error:
+            raise ValueError(f"{platform}: {error}") from None
+    return out
 
 
 class AlertsConfig(StrictModel):
@@ -260,9 +284,19 @@ class AlertsConfig(StrictModel):
     repeat_every_hours: Float = Field(24.0, ge=0, le=24 * 90)
     #: the excess cost (account currency) whose crossing updates the alert, ascending
     excess_steps: list[Annotated[Float, Field(gt=0)]] = [1000.0, 5000.0, 10000.0, 25000.0, 50000.0, 100000.0]
-    #: a link to the campaign in the alert, for ids that look like Google Ads ids; null for none
-    campaign_url: Annotated[str | None, AfterValidator(_campaign_url)] = GOOGLE_ADS_CAMPAIGN_URL
+    #: the link to the campaign in the alert: a template for Google Ads campaigns (the other
+    #: platforms keep their own), a template per platform (``{google_ads: …, meta_ads: null}``;
+    #: a platform left out keeps its own, null turns its links off), or null for no links at all
+    campaign_url: Annotated[str | dict[str, str | None] | None, BeforeValidator(_campaign_urls)] = GOOGLE_ADS_CAMPAIGN_URL
     slack_app: SlackAppConfig | None = None
+
+    def campaign_url_for(self, platform: str) -> str | None:
+        """The campaign link template for ``platform`` (None: no link)."""
+        if platform not in PLATFORMS or self.campaign_url is None:
+            return None
+        if isinstance(self.campaign_url, str):
+            return self.campaign_url if platform == "google_ads" else PLATFORMS[platform].campaign_url
+        return self.campaign_url.get(platform, PLATFORMS[platform].campaign_url)
 
     @field_validator("excess_steps")
     @classmethod

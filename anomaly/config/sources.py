@@ -18,6 +18,9 @@ class CsvSourceConfig(StrictModel):
     metrics: list[FilePath] = Field(min_length=1)
     changes: list[FilePath] = []
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    #: the ad platform the files' accounts are on; unset, ten-digit account ids are taken for
+    #: Google Ads and ``act_`` ids for Meta (see ``anomaly.platforms``)
+    platform: Literal["google_ads", "microsoft_ads", "meta_ads"] | None = None
     lookback_days: Int = Field(7, ge=0, le=90)
     history_days: Int = Field(400, ge=1, le=3650)
     # The most one metrics row (a campaign's day, or hour) may hold: beyond these a figure is a typo
@@ -85,6 +88,12 @@ class GoogleAdsSourceConfig(StrictModel):
         if not self.customer_ids and not self.login_customer_id:
             raise ValueError("customer_ids: list the accounts to pull, or set login_customer_id to pull every client of a manager account")
         return self
+
+
+def source_platform(source: "Source") -> str | None:
+    """The ad platform a source's accounts are on: its type for a platform's own source, a CSV
+    source's ``platform`` setting (None: unsaid)."""
+    return source.platform if isinstance(source, CsvSourceConfig) else source.type
 
 
 Source = Annotated[Union[CsvSourceConfig, GoogleAdsSourceConfig], Field(discriminator="type")]

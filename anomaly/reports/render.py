@@ -24,6 +24,7 @@ from markupsafe import Markup
 from anomaly.alerts.render import WHAT_BROKE, excess_split, headline, money
 from anomaly.analysis import Project
 from anomaly.errors import AnomalyError
+from anomaly.platforms import platform_label
 
 matplotlib.use("Agg")  # reports are drawn off screen, on any machine
 
@@ -127,6 +128,7 @@ def incident_facts(evidence: IncidentEvidence, project: Project) -> dict[str, st
         terms = f"{bears}" + (f"; {shares}." if shares else ".")
     return {
         "status": f"Resolved {last:%a %Y-%m-%d}" if last is not None else "Open",
+        "account": f"{i['account_name']} ({i['account_id']})" + (f" on {platform}" if (platform := platform_label(i.get("platform"))) else ""),
         "scope": f"{i['campaign_name']} ({i['campaign_id']})" if i["campaign_id"] else "all campaigns of the account",
         "detected_note": "detected the same day" if lag == 0 else f"detected {i['detected_on']:%a %Y-%m-%d}, {lag} day{'s' if lag != 1 else ''} later",
         "cpl": money(i["cpl"], currency) if i["cpl"] else "no leads",

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly.analysis import NoData, Project
+from anomaly.platforms import platform_label
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Scorecard:
     parties: pd.DataFrame  # one row per party: see party_scorecard
     portfolio: dict  # the same figures for the whole portfolio
     incidents: pd.DataFrame  # the incidents that began in the period (Project.incidents' columns)
-    accounts: pd.DataFrame  # party, account_id, account_name, days, spend, leads: who managed which account
+    accounts: pd.DataFrame  # party, account_id, account_name, platform, days, spend, leads: who managed which account
 
     def party(self, key: str) -> dict:
         rows = self.parties[self.parties["party"] == key]
@@ -42,7 +43,8 @@ def party_scorecard(project: Project, start: dt.date, end: dt.date, parties: lis
     ``incidents`` (that began while the party managed), ``critical``, ``still_open``,
     ``median_days_to_detect`` (onset to detection), ``median_days_to_resolve`` (detection to
     resolution, resolved ones only), ``excess_cost`` (the excess incurred on days the party
-    managed, within the period, of every incident).
+    managed, within the period, of every incident), ``platforms`` (the ad platforms of the accounts
+    it managed, by name: every figure sums across them).
     """
     metrics = project.metrics(start=start, end=end)
     if metrics.empty:
@@ -52,6 +54,8 @@ def party_scorecard(project: Project, start: dt.date, end: dt.date, parties: lis
     incidents = project.incidents(start=start, end=end)
     began = incidents[(incidents["onset"] >= pd.Timestamp(start)) & (incidents["onset"] <= pd.Timestamp(end))].reset_index(drop=True)
     excess = _excess_in_period(project, incidents, start, end)
+    labels = {account: platform_label(key) for account, key in project.platforms().items()}
+    metrics = metrics.assign(platform=metrics["account_id"].map(labels).fillna(""))
     keys = list(dict.fromkeys([*metrics["managing_party"].unique(), *project.config.parties]))
     if parties is not None:
         keys = parties
@@ -71,11 +75,12 @@ def party_scorecard(project: Project, start: dt.date, end: dt.date, parties: lis
                 "cpl_vs_portfolio": volume["cpl"] / totals["cpl"] if totals["cpl"] else np.nan,
                 **_incident_figures(mine),
                 "excess_cost": float(excess.get(key, 0.0)),
+                "platforms": ", ".join(sorted(set(managed["platform"]) - {""})),
             }
         )
     accounts = (
         metrics.groupby(["managing_party", "account_id"], sort=True)
-        .agg(account_name=("account_name", "last"), days=("date", "nunique"), spend=("spend", "sum"), leads=("leads", "sum"))
+        .agg(account_name=("account_name", "last"), platform=("platform", "last"), days=("date", "nunique"), spend=("spend", "sum"), leads=("leads", "sum"))
         .reset_index()
         .rename(columns={"managing_party": "party"})
     )
@@ -86,6 +91,7 @@ def party_scorecard(project: Project, start: dt.date, end: dt.date, parties: lis
         **_incident_figures(began),
         "excess_cost": float(sum(excess.values())),
         "currency": currency,
+        "platforms": ", ".join(sorted(set(metrics["platform"]) - {""})),
     }
     return Scorecard(start, end, pd.DataFrame(rows), portfolio, began, accounts)
 

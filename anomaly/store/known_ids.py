@@ -46,6 +46,14 @@ class KnownIdStore(StoreBase):
                 campaigns[campaign_id] = (account_id, campaign_name)
         return KnownIds(dict(sorted(accounts.items())), dict(sorted(campaigns.items())))
 
+    def account_sources(self) -> dict[str, str]:
+        """Each account id the metrics hold and the source that stored its latest row (the
+        platform it is on follows from the source: see ``anomaly.platforms``)."""
+        query = sa.select(metrics.c.account_id, metrics.c.source, sa.func.max(metrics.c.date)).group_by(metrics.c.account_id, metrics.c.source)
+        with self.engine.connect() as conn:
+            rows = sorted(conn.execute(query).all(), key=lambda row: (row[0], row[2]))  # the latest last
+        return {account: source for account, source, _ in rows}
+
 
 #: How long ``peek_known_ids`` waits for a database server to answer.
 PEEK_CONNECT_SECONDS = 5
