@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly.alerts.render import label, next_step, render_text
-from anomaly.config import CplRatioRule, DetectionConfig
+from anomaly.alerts.render import headline, label, next_step, render_text
+from anomaly.config import CplRatioRule, DetectionConfig, ThresholdRule
 from anomaly.detect import detect
 from anomaly.incidents import build_incidents, reconcile
-from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, TRACKING, change_explains, clear, diagnose
+from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, TRACKING, VOLUME, change_explains, clear, diagnose
 from anomaly.schema import empty_changes
 from tests.helpers import daily_frame, periods
 
@@ -110,3 +110,20 @@ def test_an_incident_that_turns_out_to_be_lost_tracking_is_updated_and_says_so(s
     assert (updated.event, updated.payload["update"]["mechanism"]) == ("updated", TRACKING)
     assert label(updated.event, updated.payload) == "[NOW LEADS STOPPED]"
     assert render_text(updated.event, updated.payload).splitlines()[0] == "[NOW LEADS STOPPED] Leads stopped while clicks go on — A / c1"
+
+
+def test_clicks_that_dry_up_are_volume_with_its_next_step():
+    # 250 clicks a day for two months, then 20: ads disapproved, a budget run dry, a pause
+    spend = np.concatenate([np.full(60, 1000.0), np.full(3, 80.0)])
+    clicks = np.concatenate([np.full(60, 250.0), np.full(3, 20.0)])
+    leads = np.concatenate([np.tile([10.0, 9, 11, 10], 15), [1.0, 1, 0]])
+    metrics = daily_frame({"c1": {"spend": spend, "leads": leads, "clicks": clicks}})
+    rule = ThresholdRule(type="threshold", name="clicks-floor", metric="clicks", direction="below", warning=100, window_days=1)
+    detection = detect(metrics, periods(), [rule], DetectionConfig(account_level=False))
+    (incident,) = build_incidents(detection, empty_changes(), {})
+    assert (incident.family, incident.mechanism) == ("clicks", VOLUME)
+    payload = incident.payload()
+    assert headline(payload) == "Clicks down to 8% of usual — A / c1"
+    assert next_step(payload, str) == "Check for disapproved ads, an exhausted budget or a paused campaign."
+    status = {"resource_type": "CAMPAIGN", "operation": "UPDATE", "changed_fields": "status: ENABLED -> PAUSED"}
+    assert change_explains(status, VOLUME)

@@ -96,6 +96,9 @@ def headline(payload: dict) -> str:
         what = "Too few leads for the spend"
     elif payload["metric"] == "spend" and payload.get("baseline"):
         what = f"Spend {payload['observed'] / payload['baseline']:.1f}× usual"
+    elif payload["metric"] in ("clicks", "impressions") and payload.get("baseline"):
+        ratio = payload["observed"] / payload["baseline"]
+        what = f"{payload['metric'].capitalize()} " + (f"down to {ratio:.0%} of usual" if ratio < 1 else f"{ratio:.1f}× usual")
     else:
         what = f"{payload['metric'].upper()} {payload['rule']}"
     return f"{what} — {where}"
