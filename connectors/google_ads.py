@@ -12,7 +12,7 @@ manager ``login_customer_id``, minus ``exclude_customer_ids``) a fetch runs:
   API's 30-day window, paged by timestamp past the API's 10,000-row limit. ``changed_at`` is
   converted from the account's time zone to naive UTC;
 - with ``ownership_inference``: the account-wide ownership periods that change history implies
-  (see ``infer_ownership``), except for accounts whose ownership the config declares.
+  (see ``anomaly.ownership.infer_ownership``), except for accounts whose ownership the config declares.
 
 Days the API does not return are zero activity: it omits rows whose metrics are all zero.
 
@@ -55,7 +55,7 @@ from google.protobuf.message import Message as ProtobufMessage
 from anomaly.config import MAX_YAML_BYTES, GoogleAdsSourceConfig, LeadDefinition
 from anomaly.errors import SourceError
 from anomaly.files import FileReadError, read_limited
-from anomaly.ownership import AUTOMATED_CLIENT_TYPES, UNATTRIBUTED, party_of_email
+from anomaly.ownership import infer_ownership
 from anomaly.schema import (
     DAILY,
     empty_changes,
@@ -393,53 +393,6 @@ class GoogleAdsConnector:
             log.info("%s: account %s: managed by %s from %s (inferred from change history)",
                      self.name, period.account_id, period.party, period.start.date())
         return periods
-
-
-def infer_ownership(changes: pd.DataFrame, domains: dict[str, str], min_changes: int) -> pd.DataFrame:
-    """Account-wide ownership periods implied by who made the changes (canonical ownership frame).
-
-    ``changes`` has ``account_id``, ``local_day`` (the account's own day), ``user_email`` and
-    ``client_type``, oldest first. Changes by automated clients (``anomaly.ownership.AUTOMATED_CLIENT_TYPES``) and by
-    emails of no known party are ignored. Per account, the first party seen making a change manages
-    it from that day; a party other than the managing one that then makes ``min_changes`` changes
-    manages it from the day of the first of them (the same day: it takes over that day).
-    """
-    rows = []
-    human = ~changes["client_type"].isin(list(AUTOMATED_CLIENT_TYPES))
-    for account, group in changes[human].groupby("account_id", sort=True):
-        parties = (party_of_email(e, domains) for e in group["user_email"])
-        authors = [(day, p) for day, p in zip(group["local_day"], parties) if p != UNATTRIBUTED]
-        periods = _periods(authors, min_changes)
-        for i, (party, start) in enumerate(periods):
-            end = periods[i + 1][1] if i + 1 < len(periods) else pd.NaT
-            rows.append((account, "", party, start, end))
-    if not rows:
-        return empty_ownership()
-    return normalise_ownership(pd.DataFrame(rows, columns=["account_id", "campaign_id", "party", "start", "end"]))
-
-
-def _periods(authors: Iterable[tuple[pd.Timestamp, str]], min_changes: int) -> list[tuple[str, pd.Timestamp]]:
-    """(party, start) of each management period, from (day, party) of each change in time order."""
-    periods: list[tuple[str, pd.Timestamp]] = []
-    challengers: dict[str, list[pd.Timestamp]] = {}  # each other party's change days since the last handoff
-    for day, party in authors:
-        if not periods:
-            periods.append((party, day))
-            continue
-        if party == periods[-1][0]:
-            continue
-        days = challengers.setdefault(party, [])
-        days.append(day)
-        if len(days) < min_changes:
-            continue
-        challengers.clear()
-        if days[0] > periods[-1][1]:
-            periods.append((party, days[0]))
-            continue
-        periods[-1] = (party, periods[-1][1])  # taken over the day the period began
-        if len(periods) > 1 and periods[-2][0] == party:
-            periods.pop()
-    return periods
 
 
 # ----------------------------------------------------------------------------------------------

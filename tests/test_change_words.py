@@ -39,3 +39,29 @@ def test_amounts_are_in_the_accounts_currency():
     change = {"resource_type": "CAMPAIGN_BUDGET", "operation": "UPDATE", "changed_fields": "amount: 100.00 -> 250.00"}
     assert describe(change, "EUR", money) == "Budget raised from €100 to €250 a day"
     assert describe(change, "CHF", money) == "Budget raised from 100 CHF to 250 CHF a day"
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "event", "changed_fields", "words"),
+    [
+        ("META_CAMPAIGN", "update_campaign_budget", "daily_budget: 1300.00 -> 2500.00", "Budget raised from $1,300 to $2,500 a day"),
+        ("META_AD_SET", "update_ad_set_budget", "daily_budget: 300.00 -> 150.00", "Ad set budget lowered from $300 to $150 a day"),
+        ("META_AD_SET", "update_ad_set_budget", "lifetime_budget: 1000.00 -> 1500.00", "Ad set lifetime budget raised from $1,000 to $1,500"),
+        ("META_AD_SET", "update_ad_set_bid_strategy", "bid_strategy: LOWEST_COST_WITHOUT_CAP -> COST_CAP",
+         "Bid strategy: Highest volume → Cost per result goal"),
+        ("META_AD_SET", "update_ad_set_bid_strategy", "bid_strategy: Lowest cost -> Bid cap", "Bid strategy: Lowest cost → Bid cap"),
+        ("META_AD_SET", "update_ad_set_bidding", "bid_amount: 6.26 -> 5.04", "Ad set bid: $6.26 → $5.04"),
+        ("META_CAMPAIGN", "update_campaign_run_status", "status: Active -> Paused", "Paused the campaign"),
+        ("META_AD", "update_ad_run_status", "status: Inactive -> Active", "Turned on the ad"),
+        ("META_AD_ACCOUNT", "ad_account_update_status", "status: Active -> Disabled", "Account status: Active → Disabled"),
+        ("META_AD_ACCOUNT", "ad_account_update_spend_limit", "spend_cap: 1000.00 -> 5000.00", "Account spending limit: $1,000 → $5,000"),
+        ("META_CAMPAIGN", "update_campaign_name", "name: Leads US -> Leads US v2", "Renamed the campaign: Leads US → Leads US v2"),
+        ("META_CAMPAIGN", "create_campaign_group", "", "Created the campaign"),
+        ("META_AD_ACCOUNT", "ad_account_add_user_to_role", "Added user to ad account", "Gave a user access to the account"),
+        ("META_AD_SET", "update_ad_set_duration", "Edited ad set schedule", "Edited ad set schedule"),  # Meta's own words
+        ("META_AD_SET", "update_ad_set_min_spend_target", "", "Update ad set min spend target"),
+    ],
+)
+def test_a_meta_activity_reads_in_words(resource_type, event, changed_fields, words):
+    change = {"resource_type": resource_type, "operation": event, "changed_fields": changed_fields}
+    assert describe(change, "USD", money) == words

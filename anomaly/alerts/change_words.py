@@ -7,6 +7,10 @@ Google Ads connector writes them, ``amount: 1300.00 -> 2500.00``, or as a change
 ``amount_micros: 1300000000 -> 2500000000``). ``describe`` turns each field it knows into a phrase
 and keeps any other as it was written; the raw form stays in the store, the evidence pack's table
 and the JSON.
+
+Meta's activity log arrives as the Meta connector writes it (a ``META_`` resource type, the event
+type as the operation, ``daily_budget: 75.00 -> 250.00``); its words are in a section of their own
+at the end.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def describe(change: dict, currency: str, money: Money) -> str:
     fields = change.get("changed_fields") or ""
     if resource == "CUSTOMER_USER_ACCESS":
         return _access(operation, fields)
+    if resource.startswith("META_"):
+        return _meta(resource, change.get("operation") or "", fields, currency, money)
     phrases = [_field(part, resource, operation, currency, money) for part in _split(fields)]
     phrases = [p for p in phrases if p]
     thing = _RESOURCES.get(resource, resource.replace("_", " ").lower() or "account")
@@ -153,3 +159,85 @@ def _humane_path(path: str) -> str:
     """``ad_group_criterion.keyword.text`` → ``keyword text``."""
     parts = [p for p in path.lower().split(".") if p not in ("ad_group_criterion", "campaign_criterion", "campaign", "ad_group", "ad_group_ad", "ad")]
     return " ".join(p.replace("_", " ") for p in parts) or path
+
+
+# ---------------------------------------------------------------------------------------------
+# Meta: the activity log as ``connectors.meta_ads`` writes it. The resource type is the level that
+# changed (META_CAMPAIGN, META_AD_SET, META_AD, META_AD_ACCOUNT, META_AUDIENCE), the operation
+# Meta's event type (``update_campaign_budget``), and the changed fields one field with its old and
+# new value (money already in the account's currency), or Meta's own words for the event.
+
+_META_THINGS = {"META_CAMPAIGN": "campaign", "META_AD_SET": "ad set", "META_AD": "ad", "META_AD_ACCOUNT": "account", "META_AUDIENCE": "audience"}
+#: Meta's bid strategies as Ads Manager names them now
+_META_BID_STRATEGIES = {
+    "LOWEST_COST_WITHOUT_CAP": "Highest volume",
+    "LOWEST_COST_WITH_BID_CAP": "Bid cap",
+    "COST_CAP": "Cost per result goal",
+    "LOWEST_COST_WITH_MIN_ROAS": "ROAS goal",
+}
+_META_STATUS_VERBS = {"active": "Turned on", "enabled": "Turned on", "inactive": "Paused", "paused": "Paused",
+                      "deleted": "Deleted", "archived": "Archived"}
+#: events that carry no old and new value, in words
+_META_EVENTS = {
+    "create_campaign_group": "Created the campaign",
+    "create_campaign_legacy": "Created an ad set",
+    "create_ad_set": "Created an ad set",
+    "create_ad": "Created an ad",
+    "update_ad_set_target_spec": "Changed the ad set's targeting",
+    "update_ad_targets_spec": "Changed the ad's targeting",
+    "update_ad_creative": "Changed the ad's creative",
+    "edit_and_update_ad_creative": "Changed the ad's creative",
+    "ad_account_add_user_to_role": "Gave a user access to the account",
+    "ad_account_remove_user_from_role": "Removed a user's access to the account",
+    "campaign_ended": "The campaign ended",
+    "ad_review_declined": "Meta rejected the ad",
+    "ad_review_approved": "Meta approved the ad",
+    "first_delivery_event": "Started delivering",
+}
+
+
+def _meta(resource: str, event: str, fields: str, currency: str, money: Money) -> str:
+    thing = _META_THINGS.get(resource, "object")
+    match = _FIELD.match(fields) if fields else None
+    if match is None:
+        known = _META_EVENTS.get(event.lower())
+        if known:
+            return known
+        if fields:
+            return fields  # Meta's own words for the event, as the log gave them
+        words = event.replace("_", " ").strip().lower() or f"changed the {thing}"
+        return words[:1].upper() + words[1:]
+    field, old, new = match["path"].lower(), match["old"], match["new"]
+    whose = "" if resource == "META_CAMPAIGN" else f"{thing.capitalize()} " if thing != "account" else "Account "
+    if field in ("daily_budget", "lifetime_budget", "budget"):
+        before, after = _number(old, False), _number(new, False)
+        if before is not None and after is not None:
+            verb = "raised" if after > before else "lowered" if after < before else "set"
+            title = f"{whose}lifetime budget" if field == "lifetime_budget" else f"{whose}budget"
+            tail = "" if field == "lifetime_budget" else " a day"
+            return f"{title[:1].upper()}{title[1:]} {verb} from {money(before, currency)} to {money(after, currency)}{tail}"
+        return f"{whose}budget changed".capitalize()
+    if field in ("spend_cap", "bid_amount"):
+        before, after = _number(old, False), _number(new, False)
+        title = "Spending limit" if field == "spend_cap" else "Bid"
+        title = f"{whose}{title.lower()}".capitalize() if whose else title
+        if before is not None and after is not None:
+            return f"{title}: {money(before, currency)} → {money(after, currency)}"
+        return f"{title}: {old} → {new}"
+    if field == "bid_strategy":
+        return f"Bid strategy: {_meta_bid_strategy(old)} → {_meta_bid_strategy(new)}"
+    if field == "status":
+        verb = _META_STATUS_VERBS.get(new.strip().lower())
+        if verb and thing != "account":
+            return f"{verb} the {thing}"
+        return f"{thing.capitalize()} status: {_enum(old)} → {_enum(new)}"
+    if field == "name":
+        return f"Renamed the {thing}: {old} → {new}"
+    if field == "optimization_goal":
+        return f"Optimization goal: {_enum(old)} → {_enum(new)}"
+    return f"{_humane_path(field).capitalize()}: {old} → {new}"
+
+
+def _meta_bid_strategy(value: str) -> str:
+    key = value.strip().upper().replace(" ", "_")
+    return _META_BID_STRATEGIES.get(key) or _enum(value)

@@ -158,7 +158,8 @@ def load_config(
     if require_sources and raw.get("sources", []) == []:  # anything else that is not a list of sources is the model's to report
         problems.append(Problem(str(path), "sources", NO_SOURCE))
     try:
-        config = Config.model_validate(raw, context={"base_dir": str(path.parent)})
+        # the values read from the environment: a secret that must come from there is checked against them
+        config = Config.model_validate(raw, context={"base_dir": str(path.parent), "environment": hidden})
     except ValidationError as exc:
         problems.extend(_without_unset_env(_problems_from_validation(exc, str(path), Config, hidden), problems))
         config = None
@@ -279,4 +280,13 @@ def _cross_check(config: Config, file: str) -> list[Problem]:
             if domain in domains:
                 problems.append(Problem(file, f"parties.{key}.domains[{j}]", f"domain {domain!r} already belongs to party {domains[domain]!r}"))
             domains.setdefault(domain, key)
+    actors: dict[str, tuple[str, str]] = {}  # a Meta user or business, folded, and the party and list naming it
+    for key, party in config.parties.items():
+        for kind in ("meta_users", "meta_businesses"):
+            for j, actor in enumerate(getattr(party, kind)):
+                folded = actor.casefold()
+                if folded in actors:
+                    owner, where = actors[folded]
+                    problems.append(Problem(file, f"parties.{key}.{kind}[{j}]", f"{actor!r} is already named by party {owner!r} ({where})"))
+                actors.setdefault(folded, (key, kind))
     return problems

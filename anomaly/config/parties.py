@@ -7,14 +7,35 @@ import datetime as dt
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from anomaly.config.base import FilePath, Float, Slug, StrictModel
 
 
+def _meta_actor(value: object) -> object:
+    """A Meta user or business as the activity log names it: its id (digits), or its name."""
+    if not isinstance(value, str):
+        return value  # the model's own type check says what it expected
+    text = " ".join(value.split())
+    if not text or not text.isprintable() or len(text) > 200:
+        raise ValueError(f"expected the id (digits) or the name Meta's activity log shows, got {value!r}")
+    return text
+
+
+MetaActor = Annotated[str, BeforeValidator(_meta_actor)]
+
+
 class PartyConfig(StrictModel):
+    """A party that manages accounts: its people are known by the domain of their email (Google
+    Ads, Microsoft Advertising) and, in Meta's activity log, which names people and businesses
+    rather than emails, by ``meta_users`` (the ids or names of the people, system users included,
+    who act for it) and ``meta_businesses`` (the ids or names of its business portfolios). Names
+    match whatever their case."""
+
     name: str = Field(min_length=1)
     domains: list[str] = []
+    meta_users: list[MetaActor] = []
+    meta_businesses: list[MetaActor] = []
 
     @field_validator("domains")
     @classmethod

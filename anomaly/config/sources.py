@@ -1,12 +1,13 @@
-"""config.yaml ``sources``: CSV files and Google Ads accounts, and what counts as a lead."""
+"""config.yaml ``sources``: CSV files, Google Ads accounts and Meta ad accounts, and what counts as a lead."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from anomaly.config.base import FilePath, Float, Int, Slug, StrictModel
+from anomaly.config.base import FilePath, Float, Int, Slug, StrictModel, _short
 from anomaly.config.service import ScheduleConfig
 
 
@@ -90,10 +91,104 @@ class GoogleAdsSourceConfig(StrictModel):
         return self
 
 
+def _meta_account_id(value: object) -> object:
+    """``act_<digits>`` or the bare digits, as Meta writes an ad account id, as ``act_<digits>``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and re.fullmatch(r"(act_)?\d{1,20}", value.strip()):
+        return "act_" + value.strip().removeprefix("act_")
+    raise ValueError(f"expected a Meta ad account id, act_ and its digits ('act_1234567890') or the digits alone, got {_short(value)}")
+
+
+#: A Meta ad account id, as ``act_<digits>`` whichever way config.yaml writes it.
+MetaAccountId = Annotated[str, BeforeValidator(_meta_account_id)]
+#: The action types Meta reports leads under: ``lead`` is every lead, on Meta (instant forms,
+#: Messenger: ``onsite_conversion.lead_grouped``) and on the advertiser's site (the pixel's and the
+#: Conversions API's Lead event: ``offsite_conversion.fb_pixel_lead``), so it is never added to
+#: those two; a row without it counts them instead.
+META_LEAD_ACTION_TYPES = ("lead", "onsite_conversion.lead_grouped", "offsite_conversion.fb_pixel_lead")
+#: Action types that already hold others: a row that reports the aggregate counts it, not its parts.
+META_AGGREGATE_ACTION_TYPES = {"lead": ("onsite_conversion.lead_grouped", "offsite_conversion.fb_pixel_lead")}
+
+
+def _from_environment(what: str, variable: str):
+    """A check that a secret came from the environment (``${VAR}``), when config.yaml is loaded:
+    written in the file itself, it would be kept in the file and in its history."""
+
+    def check(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return value
+        if not value.get_secret_value().strip():
+            raise ValueError(f"expected {what}, got an empty value")
+        environment = (info.context or {}).get("environment")
+        if environment is not None and value.get_secret_value() not in environment:
+            raise ValueError(f"expected {what} from the environment, written as ${{{variable}}}: a value written in "
+                             "config.yaml itself is refused (not shown: it is a secret)")
+        return value
+
+    return check
+
+
+class MetaAdsSourceConfig(StrictModel):
+    """Meta (Facebook and Instagram) ads through the official ``facebook-business`` SDK: daily
+    insights per campaign of the listed ad accounts and/or of every ad account a business owns or
+    has client access to, and the accounts' activity log.
+
+    The access token (a system user's, with ``ads_read``) comes from the environment only:
+    ``access_token: ${META_ACCESS_TOKEN}``, or, when it is not set, the variable META_ACCESS_TOKEN.
+    ``app_id`` and ``app_secret`` (``${META_APP_SECRET}``) sign each call with an appsecret_proof
+    when the app requires it."""
+
+    type: Literal["meta_ads"]
+    name: Slug
+    access_token: SecretStr | None = None
+    app_id: Annotated[str, Field(pattern=r"^\d{1,20}$")] | None = None
+    app_secret: SecretStr | None = None
+    ad_account_ids: list[MetaAccountId] = []
+    business_id: Annotated[str, Field(pattern=r"^\d{1,20}$")] | None = None  # its owned and client ad accounts
+    exclude_ad_account_ids: list[MetaAccountId] = []
+    lead_action_types: list[Annotated[str, Field(pattern=r"^[a-z0-9_.]{1,100}$")]] = Field(
+        list(META_LEAD_ACTION_TYPES), min_length=1
+    )
+    change_history: bool = True
+    ownership_inference: OwnershipInferenceConfig = OwnershipInferenceConfig()
+    lookback_days: Int = Field(7, ge=0, le=90)  # Meta restates conversions for days (attribution windows)
+    history_days: Int = Field(90, ge=1, le=1095)  # insights reach 37 months back
+    timeout_seconds: Float = Field(120.0, gt=0, le=3600)
+    max_attempts: Int = Field(5, ge=1, le=20)
+    # ranges longer than this many days are asked for as an asynchronous report run (0: always)
+    async_after_days: Int = Field(14, ge=0, le=1095)
+    async_wait_seconds: Float = Field(1800.0, gt=0, le=86400)  # the longest wait for one report run
+    # back off before the next call once a usage header says this share of a limit is used
+    usage_pause_percent: Float = Field(75.0, gt=0, le=100)
+    max_pause_seconds: Float = Field(900.0, gt=0, le=86400)  # a longer throttle fails the accounts left
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    _check_token = field_validator("access_token")(_from_environment("the system user's access token", "META_ACCESS_TOKEN"))
+    _check_secret = field_validator("app_secret")(_from_environment("the app's secret", "META_APP_SECRET"))
+
+    @field_validator("lead_action_types")
+    @classmethod
+    def _distinct(cls, types: list[str]) -> list[str]:
+        repeated = [t for i, t in enumerate(types) if t in types[:i]]
+        if repeated:
+            raise ValueError(f"{repeated[0]!r} is listed twice")
+        return types
+
+    @model_validator(mode="after")
+    def _accounts_to_pull(self) -> "MetaAdsSourceConfig":
+        if not self.ad_account_ids and not self.business_id:
+            raise ValueError("ad_account_ids: list the ad accounts to pull (act_ and digits), or set business_id to pull "
+                             "every ad account a business owns or has client access to")
+        if self.app_secret is not None and self.app_id is None:
+            raise ValueError("app_id: set the app's id too: the app_secret signs calls with an appsecret_proof for that app")
+        return self
+
+
 def source_platform(source: "Source") -> str | None:
     """The ad platform a source's accounts are on: its type for a platform's own source, a CSV
     source's ``platform`` setting (None: unsaid)."""
     return source.platform if isinstance(source, CsvSourceConfig) else source.type
 
 
-Source = Annotated[Union[CsvSourceConfig, GoogleAdsSourceConfig], Field(discriminator="type")]
+Source = Annotated[Union[CsvSourceConfig, GoogleAdsSourceConfig, MetaAdsSourceConfig], Field(discriminator="type")]
