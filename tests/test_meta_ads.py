@@ -558,3 +558,11 @@ def test_a_pull_keeps_the_cursor_when_an_account_failed(graph, tmp_path, monkeyp
     stored = store.load_metrics()
     assert sorted(set(stored["account_id"])) == ["act_111", "act_222"]
     assert isinstance(stored, pd.DataFrame)
+
+
+def test_the_pull_benchmark_runs_small():
+    from benchmarks.meta_ads_pull import run
+
+    rows = run(accounts=2, campaigns=3, days=4, seed=1)
+    assert [r["insights"] for r in rows] == ["at once", "report runs"]
+    assert all(r["metric_rows"] == 2 * 3 * 4 and r["change_rows"] > 0 for r in rows)
