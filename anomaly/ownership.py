@@ -26,11 +26,14 @@ UNATTRIBUTED = "unattributed"
 AUTOMATED = "automated"
 #: The client type of a change Meta itself made (delivery, review, billing, learning phase).
 META_SYSTEM = "META_SYSTEM"
+#: The client types of Microsoft Advertising changes no person made: automated rules, scripts,
+#: and Microsoft Advertising itself (its change history's user "Administrator").
+MICROSOFT_ADS_AUTOMATED = frozenset({"MICROSOFT_ADS_AUTOMATED_RULES", "MICROSOFT_ADS_SCRIPTS", "MICROSOFT_ADS_SYSTEM"})
 #: Client types through which no person makes the change: Google Ads rules, scripts and
-#: recommendations, and Meta's own events.
+#: recommendations, Meta's own events, and Microsoft Advertising's rules, scripts and own changes.
 AUTOMATED_CLIENT_TYPES = frozenset(
     {"GOOGLE_ADS_AUTOMATED_RULE", "GOOGLE_ADS_RECOMMENDATIONS", "GOOGLE_ADS_RECOMMENDATIONS_SUBSCRIPTION", "GOOGLE_ADS_SCRIPTS", "INTERNAL_TOOL",
-     META_SYSTEM}
+     META_SYSTEM, *MICROSOFT_ADS_AUTOMATED}
 )
 _META_ACTOR = re.compile(r"^(?P<name>.*?)\s*\(Meta(?: (?P<id>\d+))?\)$")
 _META_KEY = "meta:"

@@ -13,7 +13,7 @@ import pandas as pd
 
 from anomaly.alerts import DeliveryReport, Sink, deliver
 from anomaly.alerts.routing import Router
-from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, MetaAdsSourceConfig, RuleBase, source_platform
+from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, MetaAdsSourceConfig, MicrosoftAdsSourceConfig, RuleBase, source_platform
 from anomaly.detect import detect
 from anomaly.errors import AnomalyError
 from anomaly.incidents import Incident, build_incidents, reconcile
@@ -39,6 +39,11 @@ def make_connector(source, config: Config) -> Connector:
 
         declared = set(ownership_periods(config)["account_id"])
         return MetaAdsConnector(source, domain_map(config), declared_accounts=declared)
+    if isinstance(source, MicrosoftAdsSourceConfig):
+        from connectors.microsoft_ads import MicrosoftAdsConnector  # the SDK and its WSDLs load only when used
+
+        declared = set(ownership_periods(config)["account_id"])
+        return MicrosoftAdsConnector(source, domain_map(config), declared_accounts=declared)
     raise TypeError(f"no connector for source type {source.type!r}")  # pragma: no cover - config validates types
 
 

@@ -207,12 +207,12 @@ CONFIG_ERRORS = [
     ),
     pytest.param(
         "sources:\n  - {type: bigquery, name: s}\n",
-        ["config.yaml: sources[0].type: expected one of 'csv', 'google_ads', 'meta_ads', got 'bigquery'"],
+        ["config.yaml: sources[0].type: expected one of 'csv', 'google_ads', 'meta_ads', 'microsoft_ads', got 'bigquery'"],
         id="unknown-source-type",
     ),
     pytest.param(
         "sources:\n  - {name: s, metrics: [m.csv]}\n",
-        ["config.yaml: sources[0].type: required key is missing; expected one of 'csv', 'google_ads', 'meta_ads'"],
+        ["config.yaml: sources[0].type: required key is missing; expected one of 'csv', 'google_ads', 'meta_ads', 'microsoft_ads'"],
         id="missing-source-type",
     ),
     pytest.param(

@@ -11,6 +11,10 @@ and the JSON.
 Meta's activity log arrives as the Meta connector writes it (a ``META_`` resource type, the event
 type as the operation, ``daily_budget: 75.00 -> 250.00``); its words are in a section of their own
 at the end.
+
+Microsoft Advertising's change history arrives as the Microsoft Advertising connector writes it
+(the item changed as the resource type, one attribute as the report names it with its old and new
+values, ``Daily budget: 1300.00 -> 2500.00``); its words are in the last section.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ def describe(change: dict, currency: str, money: Money) -> str:
         return _access(operation, fields)
     if resource.startswith("META_"):
         return _meta(resource, change.get("operation") or "", fields, currency, money)
+    microsoft = _microsoft(resource, operation, fields, currency, money)
+    if microsoft is not None:
+        return microsoft
     phrases = [_field(part, resource, operation, currency, money) for part in _split(fields)]
     phrases = [p for p in phrases if p]
     thing = _RESOURCES.get(resource, resource.replace("_", " ").lower() or "account")
@@ -241,3 +248,70 @@ def _meta(resource: str, event: str, fields: str, currency: str, money: Money) -
 def _meta_bid_strategy(value: str) -> str:
     key = value.strip().upper().replace(" ", "_")
     return _META_BID_STRATEGIES.get(key) or _enum(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Microsoft Advertising: the change history report as ``connectors.microsoft_ads`` writes it. The
+# resource type is the item changed (CAMPAIGN, AD_GROUP, AD, KEYWORD, ...), the operation CREATE,
+# UPDATE or REMOVE, and the changed fields one attribute as the report names it, in sentence case,
+# with its old and new values (``Daily budget: 1300.00 -> 2500.00``, ``Status: Active -> Paused``,
+# money as plain numbers, ``(empty)`` for no value), or the item added or deleted with its value
+# (``Keyword: running shoes``); ``(38 keywords)`` follows when one edit changed many items alike.
+# Google's fields are snake_case paths, so a field in sentence case is Microsoft's.
+
+_MS_CHANGE = re.compile(r"^(?P<attribute>[A-Z][a-z]*(?:[ /-][A-Za-z]+)*)\s*:\s*(?P<values>.*?)(?:\s+(?P<note>\(\d+ [a-z][a-z ]*\)))?\s*$", re.S)
+_MS_VALUES = re.compile(r"^(?P<old>.*?)\s+->\s+(?P<new>.*)$", re.S)
+_MS_THINGS = {"CAMPAIGN": "campaign", "AD_GROUP": "ad group", "AD": "ad", "KEYWORD": "keyword", "ACCOUNT": "account"}
+#: each keyword match type's max cost per click, as the change history names it
+_MS_BIDS = {"Broad match bid": "broad match", "Exact match bid": "exact match", "Phrase match bid": "phrase match",
+            "Content match bid": "content"}
+#: a status or pause status that became this is the item paused, enabled or removed
+_MS_STATUS_VERBS = {"paused": "Paused", "user paused": "Paused", "active": "Enabled", "not paused": "Enabled", "deleted": "Removed"}
+
+
+def _microsoft(resource: str, operation: str, fields: str, currency: str, money: Money) -> str | None:
+    """A Microsoft Advertising change in words; None for a change of another form."""
+    match = _MS_CHANGE.match(fields)
+    if match is None:
+        return None
+    attribute, values, note = match["attribute"], match["values"], match["note"]
+    suffix = f" {note}" if note else ""
+    thing = _MS_THINGS.get(resource, resource.replace("_", " ").lower() or "item")
+    pair = _MS_VALUES.match(values)
+    if pair is None:  # one value: an item added or removed whole, or what was added to or removed from an item
+        value = _ms_value(values)
+        if attribute == "User" and operation in ("CREATE", "REMOVE"):
+            return f"Gave {value} access to the account" if operation == "CREATE" else f"Removed {value}'s access to the account"
+        verb = {"CREATE": "Added", "REMOVE": "Removed"}.get(operation)
+        what = attribute.lower()
+        if verb:
+            return f"{verb} {'an' if what[:1] in 'aeiou' else 'a'} {what}: {value}{suffix}"
+        return f"{attribute}: {value}{suffix}"
+    old, new = pair["old"].strip(), pair["new"].strip()
+    if attribute == "Daily budget":
+        before, after = _number(old, False), _number(new, False)
+        if before is not None and after is not None:
+            verb = "raised" if after > before else "lowered" if after < before else "set"
+            return f"Budget {verb} from {money(before, currency)} to {money(after, currency)} a day{suffix}"
+    default = attribute.startswith("Default ")
+    bid = _MS_BIDS.get(attribute.removeprefix("Default ").capitalize())
+    if bid is not None:
+        before, after = _number(old, False), _number(new, False)
+        if before is not None and after is not None:
+            title = f"{'Default max' if default else 'Max'} cost per click ({bid})"
+            return f"{title}: {money(before, currency)} → {money(after, currency)}{suffix}"
+    if attribute == "Spend limit":
+        before, after = _number(old, False), _number(new, False)
+        if before is not None and after is not None:
+            return f"Spending limit: {money(before, currency)} → {money(after, currency)}{suffix}"
+    if attribute in ("Status", "Pause status"):
+        verb = _MS_STATUS_VERBS.get(new.lower())
+        if verb:
+            return f"{verb} the {thing}{suffix}"
+    if attribute == "Match type":
+        return f"Match type: {_ms_value(old).lower()} → {_ms_value(new).lower()}{suffix}"
+    return f"{attribute}: {_ms_value(old)} → {_ms_value(new)}{suffix}"
+
+
+def _ms_value(value: str) -> str:
+    return "none" if value.strip() == "(empty)" else value.strip()

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from anomaly.config.alerts import ConsoleSinkConfig, JsonlSinkConfig, Sink, SlackSinkConfig, SlackWebhookSinkConfig
 from anomaly.config.base import _key, _short
 from anomaly.config.rules import RULE_TYPES, Rule
-from anomaly.config.sources import CsvSourceConfig, GoogleAdsSourceConfig, MetaAdsSourceConfig, Source
+from anomaly.config.sources import CsvSourceConfig, GoogleAdsSourceConfig, MetaAdsSourceConfig, MicrosoftAdsSourceConfig, Source
 from anomaly.errors import Problem
 
 
@@ -23,6 +23,7 @@ _TAGGED: dict[str, type[BaseModel]] = {
     "csv": CsvSourceConfig,
     "google_ads": GoogleAdsSourceConfig,
     "meta_ads": MetaAdsSourceConfig,
+    "microsoft_ads": MicrosoftAdsSourceConfig,
     "console": ConsoleSinkConfig,
     "jsonl": JsonlSinkConfig,
     "slack": SlackSinkConfig,

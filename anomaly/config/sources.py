@@ -1,4 +1,4 @@
-"""config.yaml ``sources``: CSV files, Google Ads accounts and Meta ad accounts, and what counts as a lead."""
+"""config.yaml ``sources``: CSV files, Google Ads and Microsoft Advertising accounts and Meta ad accounts, and what counts as a lead."""
 
 from __future__ import annotations
 
@@ -191,4 +191,58 @@ def source_platform(source: "Source") -> str | None:
     return source.platform if isinstance(source, CsvSourceConfig) else source.type
 
 
-Source = Annotated[Union[CsvSourceConfig, GoogleAdsSourceConfig, MetaAdsSourceConfig], Field(discriminator="type")]
+#: A Microsoft Advertising account or customer id: a number (the API's long), not the account
+#: number such as F149MJ18 that the web interface also shows.
+MicrosoftId = Annotated[str, Field(pattern=r"^[1-9][0-9]{0,18}$")]
+
+
+class GoalLeads(StrictModel):
+    """What counts as a lead in a Microsoft Advertising account: the conversions of these named
+    conversion goals (matched without regard to case, whether or not the goal counts in the
+    Conversions column), or, when none is named, every conversion of the Conversions column."""
+
+    goals: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
+
+
+class MicrosoftAdsSourceConfig(StrictModel):
+    """Microsoft Advertising through the official SDK (bingads): every account of a manager
+    customer, or the listed accounts. Credentials come from the environment only: ``${VAR}`` in
+    these settings or, for a setting left out, the ``MICROSOFT_ADS_*`` environment variables."""
+
+    type: Literal["microsoft_ads"]
+    name: Slug
+    environment: Literal["production", "sandbox"] = "production"
+    developer_token: SecretStr | None = None  # unset: MICROSOFT_ADS_DEVELOPER_TOKEN
+    client_id: str | None = None  # unset: MICROSOFT_ADS_CLIENT_ID
+    client_secret: SecretStr | None = None  # unset: MICROSOFT_ADS_CLIENT_SECRET, a web app's (a desktop app has none)
+    refresh_token: SecretStr | None = None  # unset: MICROSOFT_ADS_REFRESH_TOKEN
+    customer_id: MicrosoftId | None = None  # the manager (customer) whose accounts are pulled
+    account_ids: list[MicrosoftId] = []  # empty: every active or paused account of customer_id
+    exclude_account_ids: list[MicrosoftId] = []
+    leads: GoalLeads = GoalLeads()
+    account_leads: dict[MicrosoftId, GoalLeads] = {}  # per-account lead definitions
+    change_history: bool = True
+    ownership_inference: OwnershipInferenceConfig = OwnershipInferenceConfig()
+    lookback_days: Int = Field(7, ge=0, le=90)
+    history_days: Int = Field(90, ge=1, le=1095)  # daily campaign data is kept 36 months
+    timeout_seconds: Float = Field(600.0, gt=0, le=7200)  # per report, from its submission to its file
+    max_attempts: Int = Field(5, ge=1, le=20)
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    _check_developer_token = field_validator("developer_token")(
+        _from_environment("the developer token", "MICROSOFT_ADS_DEVELOPER_TOKEN"))
+    _check_client_secret = field_validator("client_secret")(
+        _from_environment("the app's client secret", "MICROSOFT_ADS_CLIENT_SECRET"))
+    _check_refresh_token = field_validator("refresh_token")(
+        _from_environment("the OAuth refresh token", "MICROSOFT_ADS_REFRESH_TOKEN"))
+
+    @model_validator(mode="after")
+    def _accounts_to_pull(self) -> "MicrosoftAdsSourceConfig":
+        if not self.account_ids and not self.customer_id:
+            raise ValueError("account_ids: list the accounts to pull, or set customer_id to pull every account of a manager customer")
+        return self
+
+
+Source = Annotated[
+    Union[CsvSourceConfig, GoogleAdsSourceConfig, MetaAdsSourceConfig, MicrosoftAdsSourceConfig], Field(discriminator="type")
+]

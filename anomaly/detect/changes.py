@@ -3,7 +3,8 @@
 A change names its campaign, or none for an account-level change (a shared budget, an account
 setting), which then counts for every campaign of the account and for the account total. A
 budget change whose text gives the amounts (``amount: 150.00 -> 300.00``, as the Google Ads
-connector writes it and a change-history CSV may) also gives its size, new over old.
+connector writes it and a change-history CSV may, or ``Daily budget: 150.00 -> 300.00`` as the
+Microsoft Advertising connector does) also gives its size, new over old.
 
 A budget raised the same day as other campaigns of the account give up at least half as much is
 money *moved* between campaigns, not added: its size counts for what it explains, not as a stroke
@@ -29,7 +30,8 @@ RESUMED_AFTER_DAYS = 7
 _BUDGET = re.compile(r"budget|amount", re.IGNORECASE)
 _BIDDING = re.compile(r"bidding_strategy|target_cpa|target_roas|maximize_conversion|bid_strategy", re.IGNORECASE)
 _STATUS = re.compile(r"(^|[._ ])status\b", re.IGNORECASE)
-_AMOUNTS = re.compile(r"amount(?:_micros)?\s*:\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*->\s*([0-9][0-9,]*(?:\.[0-9]+)?)", re.IGNORECASE)
+# a budget's amounts as Google Ads (amount, amount_micros) and Microsoft Advertising (Daily budget) name them
+_AMOUNTS = re.compile(r"(?:amount(?:_micros)?|daily budget)\s*:\s*([0-9][0-9,]*(?:\.[0-9]+)?)\s*->\s*([0-9][0-9,]*(?:\.[0-9]+)?)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
