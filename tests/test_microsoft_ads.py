@@ -737,3 +737,12 @@ def test_a_microsoft_ads_source_runs_through_the_pipeline_to_an_alert(token_endp
     assert alert["detected_on"] == (first + dt.timedelta(days=58)).isoformat()
     assert [(c["user_email"], c["party"]) for c in alert["changes"]] == [(DANA, "beacon")] * 2
     assert (alert["managing_party"], alert["party_since"]) == ("beacon", (today - dt.timedelta(days=3)).isoformat())
+
+
+def test_the_pull_benchmark_runs_on_a_small_portfolio() -> None:
+    from benchmarks.microsoft_ads_pull import run
+
+    row = run(accounts=3, campaigns=2, days=4, seed=1)
+
+    assert (row["metric_rows"], row["change_rows"], row["reports"]) == (3 * 2 * 4, 3 * 3 * 4, 3)
+    assert row["wall_s"] > 0 and row["cpu_s"] > 0
