@@ -89,6 +89,9 @@ class Incident:
     #: the excess cost split into what the clicks cost above their baseline price and what they
     #: failed to buy in leads at it (``anomaly.mechanism``); empty when the data cannot tell
     excess_by_mechanism: dict[str, float] = field(default_factory=dict)
+    #: closed at a change of managing party with the problem still open: the party that took the
+    #: campaign over (its days are a new incident of their own)
+    handed_over_to: str | None = None
     #: the ad platform the account is on (``anomaly.platforms``: google_ads, microsoft_ads,
     #: meta_ads); "" when the data does not say
     platform: str = ""
@@ -226,6 +229,7 @@ def build_incidents(
                 party_now=str(parties[-1]),
                 settled_spend=_finite(getattr(ep, "settled_spend", np.nan)),
                 settled_cpl=_finite(getattr(ep, "settled_cpl", np.nan)),
+                handed_over_to=str(detection.party[panel.day_index(ep.resolved_on), c]) if getattr(ep, "handed_over", False) else None,
                 clicks=clicks,
                 baseline_cpc=base_cpc,
                 mechanism=diagnosis.mechanism,

@@ -97,6 +97,7 @@ VARIANTS: dict[str, dict] = {
     "account totals mute, not pool": {"detection": {"pool_accounts": False}, "rules": None},
     "no reporting lag": {"detection": {"reporting_lag_days": 0}, "rules": None},
     "no diminishing returns": {"detection": {"baseline": {"volume_elasticity": 0}}, "rules": None},
+    "no new incident after a handover": {"detection": {"incidents": {"split_at_handover": False}}, "rules": None},
 }
 BASE_VARIANT = "service"
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from anomaly.alerts import DeliveryError, deliver
+from anomaly.alerts.render import render_text
 from anomaly.config import CplRatioRule, DetectionConfig, ForestConfig
 from anomaly.detect import detect
 from anomaly.incidents import build_incidents, reconcile
@@ -182,3 +183,28 @@ def test_payload_is_json_ready_with_infinite_cost_per_lead():
     record = incident.backtest_record()
     assert record["observed"] is None and record["campaign_id"] == "c1"
     assert dataclasses.replace(incident, campaign_id="").backtest_record()["campaign_id"] is None
+
+
+def test_a_warning_handed_over_that_the_new_party_makes_critical_is_two_incidents():
+    # a warning under the agency (leads 4 where 10 were due), the partner takes over two days in,
+    # and three days later its own days turn critical (no leads for $1,000 a day)
+    spend = np.full(70, 1000.0)
+    leads = np.concatenate([np.tile([10.0, 9, 11, 10], 15), [4.0, 4, 4, 4, 4, 0, 0, 0, 0, 0]])
+    metrics = daily_frame({"c1": {"spend": spend, "leads": leads}})
+    handoff = metrics["date"].iloc[62]
+    ownership = periods(("A", "", "agency", "2025-01-01", handoff), ("A", "", "partner", handoff, None))
+    detection = detect(metrics, ownership, [RULE], NO_FOREST)
+    first, second = build_incidents(detection, empty_changes(), DOMAINS)
+
+    assert (first.managing_party, first.severity, first.handed_over_to) == ("agency", "warning", "partner")
+    assert first.resolved_on == handoff.date() and first.last_active < handoff.date()
+    assert set(first.excess_by_party) == {"agency"}
+    assert (second.managing_party, second.severity, second.status) == ("partner", "critical", "open")
+    assert second.onset >= handoff.date()
+    assert render_text("resolved", first.payload()).splitlines()[-2].endswith(
+        "; handed over to partner with the problem still open: their days are a new incident of their own"
+    )
+
+    kept = DetectionConfig(forest=ForestConfig(enabled=False), incidents={"split_at_handover": False})
+    (one,) = build_incidents(detect(metrics, ownership, [RULE], kept), empty_changes(), DOMAINS)
+    assert one.managing_party == "agency" and set(one.excess_by_party) == {"agency", "partner"}

@@ -183,16 +183,20 @@ def render_text(event: str, payload: dict, config: Config | None = None) -> str:
     else:
         row("Changes", "none recorded in the week before onset")
     if event == "resolved":
-        row("Resolved", _day(payload.get("resolved_on")) + settled_text(payload, money))
+        row("Resolved", _day(payload.get("resolved_on")) + settled_text(payload, money, name))
     else:
         row("Next step", next_step(payload, name))
     row("Rule", f"{payload['rule']} · {payload['family']} · {payload['severity']} · incident {payload.get('incident_id', '?')}")
     return "\n".join(lines)
 
 
-def settled_text(payload: dict, money) -> str:
+def settled_text(payload: dict, money, name=str) -> str:
     """``; spend settled at a new level …`` for a spend incident whose step became the usual, ``; cost
-    per lead stayed at …`` for a cost-per-lead incident the baseline took as the new usual, else ""."""
+    per lead stayed at …`` for a cost-per-lead incident the baseline took as the new usual, ``; handed
+    over …`` for one closed at a change of managing party with the problem still open, else ""."""
+    party = payload.get("handed_over_to")
+    if party:
+        return f"; handed over to {name(party)} with the problem still open: their days are a new incident of their own"
     level = payload.get("settled_spend")
     if level:
         return f"; spend settled at a new level of about {money(level, payload['currency'])} a day, with cost per click and cost per lead as before: this is now its usual level"

@@ -431,7 +431,7 @@ def _reply_line(event: str, payload: dict, config: Config | None) -> str:
         return f"{worse[0].upper()}{worse[1:]}: {_untrusted(lower_first(what_happened(payload)))}, excess ~{excess} so far"
     now = _date(payload.get("resolved_on")) or _date(payload["detected_on"]) or dt.date.today()
     shares = "".join(f", {_money(amount, currency)} under {_untrusted(name(party))}" for party, amount in _by_party(payload))
-    return f"Resolved on {_day(payload.get('resolved_on'), now)}: excess ~{excess} in all{shares}{settled_text(payload, _money)}"
+    return f"Resolved on {_day(payload.get('resolved_on'), now)}: excess ~{excess} in all{shares}{_untrusted(settled_text(payload, _money, name))}"
 
 
 # ---------------------------------------------------------------------------------------------

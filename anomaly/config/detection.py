@@ -72,6 +72,9 @@ class ForestConfig(StrictModel):
 class IncidentConfig(StrictModel):
     resolve_after_days: Int = Field(2, ge=1, le=60)
     changes_before_onset_days: Int = Field(7, ge=0, le=90)
+    #: a warning a new managing party took over, whose own days then turn critical, is closed at the
+    #: handover and the new party's days are an incident of their own (false: one incident)
+    split_at_handover: bool = True
 
 
 class DetectionConfig(StrictModel):

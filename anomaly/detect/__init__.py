@@ -50,6 +50,7 @@ EPISODE_COLUMNS = [
     "baseline",
     "settled_spend",
     "settled_cpl",
+    "handed_over",  # closed at a change of managing party, the problem still open (a new episode follows)
 ]
 
 
@@ -270,15 +271,37 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
         active = np.zeros(n_campaigns, dtype=bool)
         quiet = np.zeros(n_campaigns, dtype=np.int64)
         detected = np.zeros(n_campaigns, dtype=np.int64)
+        first_seen = np.zeros(n_campaigns, dtype=np.int64)
+        critical_seen = np.zeros(n_campaigns, dtype=bool)
         last = np.zeros(n_campaigns, dtype=np.int64)
         reference = np.full(n_campaigns, np.nan)  # the cost per lead the episode is judged against
         spans = []
         for d in range(n_days):
+            # a warning that a new managing party took over, and that its own days then make critical
+            # (a window wholly after the handover), is two problems: the episode closes at the
+            # handover, handed over with the problem still open, and the new party's days are an
+            # episode of their own. A problem that merely goes on stays one episode, its excess split
+            # by the party of each day.
+            handover = d - days_since_change[d]  # the first day under the current party (-inf: none)
+            handed = active & ~critical_seen & (handover > first_seen) & (d > detected) & params.incidents.split_at_handover
+            if handed.any():
+                since = np.where(handed, handover, np.inf)
+                split = handed & ((levels[:, d] >= 2) & (d - reach >= since[None, :])).any(axis=0)
+                for c in np.nonzero(split)[0]:
+                    h = int(handover[c])
+                    end = max(detected[c], min(last[c], h - 1))
+                    spans.append((c, detected[c], end, max(h, detected[c] + 1), True))
+                    ended[c] = end
+                active &= ~split
+                quiet[split] = 0
             # a window that still holds days of the previous episode re-reads it: that opens nothing
             fresh = ((levels[:, d] > 0) & (d - reach > ended[None, :])).any(axis=0)
             new = fresh & ~active
             if new.any():
                 detected[new] = d
+                # the first day the detecting windows read
+                first_seen[new] = d - np.where(levels[:, d] > 0, reach, 0).max(axis=0)[new]
+                critical_seen[new] = False
                 reference[new] = baseline.cpl[d, new]
                 active |= new
             if cost_per_lead:
@@ -287,6 +310,7 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
                 # (``max_excluded_days``), and then the incident ends
                 reference = np.where(active & np.isfinite(baseline.cpl[d]), baseline.cpl[d], reference)
             busy = active & fired[d]
+            critical_seen |= active & (levels[:, d] >= 2).any(axis=0)
             bad_day = busy.copy()
             if family == "spend":  # a runaway goes on, and its days count, while a day spends far above the usual level
                 elevated = active & spend_elevated[d]
@@ -304,15 +328,15 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
             quiet[idle] += 1
             done = idle & (quiet >= resolve_after)
             for c in np.nonzero(done)[0]:
-                spans.append((c, detected[c], last[c], d))
+                spans.append((c, detected[c], last[c], d, False))
             ended[done] = last[done]
             active &= ~done
             quiet[done] = 0
         for c in np.nonzero(active)[0]:
-            spans.append((c, detected[c], last[c], None))
+            spans.append((c, detected[c], last[c], None, False))
         by_column = {c: g for c, g in family_findings.groupby("_column")}
         previous_end: dict[int, int] = {}
-        for c, det, lst, resolved in sorted(spans, key=lambda span: (span[0], span[1])):
+        for c, det, lst, resolved, handed_over in sorted(spans, key=lambda span: (span[0], span[1])):
             f = by_column[c]
             inside = f[(f["_day"] >= det) & (f["_day"] <= lst)]
             opening = inside[inside["_day"] == det].sort_values(["_level", "_order"], ascending=[False, True]).iloc[0]
@@ -338,8 +362,9 @@ def _episodes(panel: Panel, baseline: Baseline, per_rule, findings: pd.DataFrame
                     "metric": opening["metric"],
                     "observed": float(opening["observed"]),
                     "baseline": float(opening["baseline"]),
-                    "settled_spend": _settled_spend(baseline, c, det, resolved) if family == "spend" else np.nan,
-                    "settled_cpl": _settled_cpl(baseline, c, det, resolved, params) if cost_per_lead else np.nan,
+                    "settled_spend": _settled_spend(baseline, c, det, resolved) if family == "spend" and not handed_over else np.nan,
+                    "settled_cpl": _settled_cpl(baseline, c, det, resolved, params) if cost_per_lead and not handed_over else np.nan,
+                    "handed_over": handed_over,
                 }
             )
     episodes = pd.DataFrame(rows, columns=EPISODE_COLUMNS)
