@@ -1001,7 +1001,9 @@ def _main(argv: list[str] | None) -> int:
         return args.func(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        print("The configuration is invalid; `anomaly check` lists every problem.", file=sys.stderr)
+        trial = getattr(args, "rules", None)  # a rules folder under trial: its problems are its own
+        check = f"`anomaly check --rules {trial}`" if trial else "`anomaly check`"
+        print(f"The configuration is invalid; {check} lists every problem.", file=sys.stderr)
         return 1
     except AnomalyError as exc:
         print(redact(str(exc)), file=sys.stderr)

@@ -499,7 +499,7 @@ def status_text(config: Config, store: Store, file: str, *, now: dt.datetime | N
     now = _aware(now or utcnow())
     zone = ZoneInfo(config.service.timezone)
     lock = store.service_lock_holder()
-    lines = [_lock_line(lock, now, zone), "", "Sources:"]
+    lines = [_lock_line(lock, now, zone), "", "Sources:" if config.sources else "Sources: none configured (config.yaml names none)"]
     last = store.last_pulls()
     for source in config.sources:
         trigger = cron[pull_job_id(source.name)]

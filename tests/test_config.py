@@ -1268,7 +1268,7 @@ def test_a_rule_that_needs_the_forest_needs_it_enabled(tmp_path: Path, text: str
     assert [r.name for r in load_config(tmp_path / "on" / "config.yaml", environ={})[1]] == ["f1"]
 
 
-NO_SOURCE = "at least one source is needed (a csv source with its metrics files, or a google_ads source), got none"
+NO_SOURCE = "at least one source is needed (a csv source with its metrics files, or a google_ads, microsoft_ads or meta_ads source), got none"
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,7 @@ def test_the_demos_lakeside_alert_says_leads_stopped_and_to_check_tracking(demo)
     _, _, output = demo
     first = "[WARNING] Leads stopped while clicks go on — Lakeside Law / Personal Injury"
     block = output[output.index(first) :].split("\n\n", 1)[0]
-    assert "  Next step    Check conversion tracking and lead forms: clicks go on with no leads recorded." in block
+    assert "  Next step    Check conversion tracking and lead forms: clicks go on with no leads recorded since Fri Jul 10." in block
 
 
 def test_the_demos_harbor_alert_splits_its_excess_and_points_at_the_partners_changes(demo):

@@ -403,6 +403,7 @@ def test_backtest_compare_refuses_a_broken_folder_under_trial(demo_config: Path,
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines()[0] == f"{trial}/a.yaml: line 2, rule r1: warning: must be a ratio > 1, got 0.5"
+    assert err.splitlines()[-1] == f"The configuration is invalid; `anomaly check --rules {trial}` lists every problem."
 
 
 # ----------------------------------------------------------------------------------------------

@@ -405,3 +405,11 @@ def test_status_says_when_the_last_pull_left_accounts_out(tmp_path, capsys):
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("  sample: last pull "))
     assert line.endswith(": 2026-07-06..2026-07-14, 0 metric row(s), 0 change(s); some accounts were left out: the next pull fetches their days again")
     assert store.last_pull_end("sample") == dt.date(2026, 7, 13)
+
+
+def test_status_of_a_config_without_sources_says_so(tmp_path, capsys):
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(f"store:\n  url: sqlite:///{tmp_path}/anomaly.db\nrules_dir: {PROJECT}/rules\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["--config", str(config_path), "status"]) == 0
+    assert "Sources: none configured (config.yaml names none)" in capsys.readouterr().out.splitlines()

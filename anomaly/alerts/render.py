@@ -7,7 +7,7 @@ import datetime as dt
 
 from anomaly.alerts.change_words import describe
 from anomaly.config import Config
-from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, TRACKING, VOLUME, change_explains
+from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, STOPPED_SHARE, TRACKING, VOLUME, change_explains
 from anomaly.platforms import payload_platform, platform_label
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "AUD": "A$", "CAD": "C$", "NZD": "NZ$"}
@@ -214,7 +214,9 @@ def next_step(payload: dict, name) -> str:
     changes = payload.get("changes", [])
     partner_changes = [c for c in changes if c["party"] == payload["managing_party"]]
     if mechanism == TRACKING or payload["leads"] == 0:
-        return "Check conversion tracking and lead forms: clicks go on with no leads recorded."
+        since = stopped_since(payload)
+        when = f" since {since:%a %b} {since.day}" if since is not None and since.isoformat() > payload["onset"] else ""
+        return f"Check conversion tracking and lead forms: clicks go on with no leads recorded{when}."
     if mechanism in NEXT_STEPS:
         explaining = [c for c in partner_changes if change_explains(c, mechanism)]
         if explaining:
@@ -223,6 +225,21 @@ def next_step(payload: dict, name) -> str:
     if partner_changes:
         return f"Review the changes with {name(payload['managing_party'])}; roll back or pause if it continues."
     return "Review search terms, bids and landing pages; pause if it continues."
+
+
+def stopped_since(payload: dict) -> dt.date | None:
+    """The first day of the incident's latest run of days whose leads all but stopped (at most
+    ``STOPPED_SHARE`` of what their spend buys at the baseline cost per lead), from its daily
+    series; None when its last day is not one of them."""
+    base = payload.get("baseline_cpl")
+    if not base:
+        return None
+    first = None
+    for day, spend, leads, _ in reversed(payload.get("series") or ()):
+        if spend <= 0 or leads > STOPPED_SHARE * spend / base:
+            break
+        first = dt.date.fromisoformat(str(day)[:10])
+    return first
 
 
 #: What to do about each mechanism when no change before onset plausibly explains it ...

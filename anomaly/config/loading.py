@@ -133,7 +133,7 @@ def default_config_path(environ: dict[str, str] | None = None) -> Path:
 
 
 #: What a config the service runs on lacks without a source.
-NO_SOURCE = "at least one source is needed (a csv source with its metrics files, or a google_ads source), got none"
+NO_SOURCE = "at least one source is needed (a csv source with its metrics files, or a google_ads, microsoft_ads or meta_ads source), got none"
 
 
 def load_config(
