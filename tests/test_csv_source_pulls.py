@@ -299,7 +299,7 @@ def test_a_version_10_store_gains_the_file_hashes(store: Store) -> None:
     store.migrate()
 
     with store.engine.connect() as conn:
-        assert conn.execute(sa.select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION == 11
+        assert conn.execute(sa.select(schema_version.c.version)).scalar_one() == SCHEMA_VERSION == 12
         assert conn.execute(sa.select(pulls.c.complete, pulls.c.no_rows)).all() == [(True, False)]
         assert conn.execute(sa.select(sa.func.count()).select_from(source_files)).scalar_one() == 0
     assert store.last_pull_end("partner") == D and store.last_pull_files("partner") == []

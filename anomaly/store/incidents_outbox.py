@@ -1,5 +1,6 @@
 """Incidents and the alert outbox: a notification is written before it is sent, and marked sent
-only on success."""
+only on success. A notification belongs to an incident, or (``handover_id``, ``incident_id``
+None) to a handover (see ``anomaly.store.handovers``)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from anomaly.store.tables import incidents, outbox
 @dataclass(frozen=True)
 class OutboxItem:
     id: int
-    incident_id: int
+    incident_id: int | None  # None for a handover's message
     event: str
     sink: str
     payload: dict
     attempts: int
     key: str = field(default="", compare=False)  # unique among all notifications
     created_at: dt.datetime | None = field(default=None, compare=False)
+    handover_id: int | None = field(default=None, compare=False)  # the handover whose message it is
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,16 @@ class IncidentStore(StoreBase):
                     enqueued += self._enqueue(conn, key, incident_id, note["event"], note["sink"], payload, now)
         return enqueued
 
-    def _enqueue(self, conn: sa.Connection, key: str, incident_id: int, event: str, sink: str, payload: dict[str, Any], now: dt.datetime) -> int:
-        """Add a pending notification unless one with ``key`` exists; 1 when it was added, else 0."""
+    def _enqueue(
+        self, conn: sa.Connection, key: str, incident_id: int | None, event: str, sink: str, payload: dict[str, Any], now: dt.datetime,
+        *, handover_id: int | None = None,
+    ) -> int:
+        """Add a pending notification (of an incident, or of a handover) unless one with ``key``
+        exists; 1 when it was added, else 0."""
         stmt = self._upsert(outbox, ["dedupe_key"], update=False).values(
             dedupe_key=key,
             incident_id=incident_id,
+            handover_id=handover_id,
             event=event,
             sink=sink,
             payload=json.dumps(payload, sort_keys=True, default=str),
@@ -115,7 +122,7 @@ class IncidentStore(StoreBase):
         after the notification was enqueued."""
         query = (
             sa.select(outbox, incidents.c.acknowledged_at, incidents.c.acknowledged_by)
-            .join(incidents, incidents.c.id == outbox.c.incident_id)
+            .outerjoin(incidents, incidents.c.id == outbox.c.incident_id)  # a handover's message has none
             .where(outbox.c.status == "pending")
             .order_by(outbox.c.id)
         )
@@ -127,8 +134,8 @@ class IncidentStore(StoreBase):
         return [
             OutboxItem(
                 r.id, r.incident_id, r.event, r.sink,
-                {**json.loads(r.payload), **_acknowledgement(r.acknowledged_at, r.acknowledged_by)},
-                r.attempts, r.dedupe_key, r.created_at,
+                {**json.loads(r.payload), **(_acknowledgement(r.acknowledged_at, r.acknowledged_by) if r.incident_id is not None else {})},
+                r.attempts, r.dedupe_key, r.created_at, r.handover_id,
             )
             for r in rows
         ]

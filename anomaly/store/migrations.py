@@ -7,9 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from anomaly.store.engine import StoreError
-from anomaly.store.tables import inferred_ownership, leads_seen, metadata, schema_version, silences, source_files
+from anomaly.store.tables import handovers, inferred_ownership, leads_seen, metadata, outbox, schema_version, silences, source_files
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 def _add_columns(conn: sa.Connection, table: str, columns: dict[str, str]) -> None:
@@ -72,6 +72,24 @@ def _add_source_files(conn: sa.Connection) -> None:
     _add_columns(conn, "pulls", {"no_rows": "BOOLEAN NOT NULL DEFAULT FALSE"})
 
 
+def _add_handovers(conn: sa.Connection) -> None:
+    # empty: the next cycle records the handovers the ownership periods hold, those long past as
+    # history (not announced); the outbox's rows may now belong to a handover rather than an incident
+    handovers.create(conn, checkfirst=True)
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("ALTER TABLE outbox ALTER COLUMN incident_id DROP NOT NULL"))
+        _add_columns(conn, "outbox", {"handover_id": "INTEGER REFERENCES handovers (id)"})
+        return
+    # SQLite cannot drop a NOT NULL: the table is built anew as tables.py defines it, rows kept
+    present = [c["name"] for c in sa.inspect(conn).get_columns("outbox")]
+    conn.execute(sa.text("ALTER TABLE outbox RENAME TO outbox_before_handovers"))
+    conn.execute(sa.text("DROP INDEX IF EXISTS ix_outbox_pending"))
+    outbox.create(conn)
+    columns = ", ".join(name for name in present if name in outbox.c)
+    conn.execute(sa.text(f"INSERT INTO outbox ({columns}) SELECT {columns} FROM outbox_before_handovers"))
+    conn.execute(sa.text("DROP TABLE outbox_before_handovers"))
+
+
 #: version → function(conn) that brings a store from version − 1 to version.
 _MIGRATIONS: dict[int, Any] = {
     2: _add_client_type,
@@ -84,6 +102,7 @@ _MIGRATIONS: dict[int, Any] = {
     9: _add_pull_completeness,
     10: _add_leads_seen,
     11: _add_source_files,
+    12: _add_handovers,
 }
 
 

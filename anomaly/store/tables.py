@@ -105,13 +105,32 @@ incidents = sa.Table(
     sa.UniqueConstraint("family", "account_id", "campaign_id", "detected_on", name="uq_incident"),
 )
 
+# a change of managing party, recorded once when a cycle first sees it (see anomaly.handover), with
+# the campaigns' figures of the weeks before it, frozen: the reference a probation compares with
+handovers = sa.Table(
+    "handovers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.String(64), nullable=False),
+    sa.Column("campaign_id", sa.String(64), nullable=False),  # "" for the whole account
+    sa.Column("start", sa.Date, nullable=False),  # the first day the new party manages it
+    sa.Column("from_party", sa.String(64), nullable=False),
+    sa.Column("to_party", sa.String(64), nullable=False),
+    sa.Column("detected_on", sa.Date, nullable=False),  # the data day of the cycle that first saw it
+    sa.Column("notified", sa.Boolean, nullable=False),  # False: found in history, never announced
+    sa.Column("details", sa.Text, nullable=False),  # JSON: the message's payload, the reference figures included
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("account_id", "campaign_id", "start", name="uq_handover"),
+)
+
 outbox = sa.Table(
     "outbox",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("dedupe_key", sa.Text, nullable=False, unique=True),
-    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id"), nullable=False),
-    sa.Column("event", sa.String(16), nullable=False),  # opened | updated | resolved | reminder
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id")),  # NULL for a handover's message ...
+    sa.Column("handover_id", sa.Integer, sa.ForeignKey("handovers.id")),  # ... which names its handover here
+    sa.Column("event", sa.String(16), nullable=False),  # opened | updated | resolved | reminder | handover
     sa.Column("sink", sa.Text, nullable=False),  # e.g. jsonl:/an/absolute/path, as long as the path
     sa.Column("payload", sa.Text, nullable=False),  # JSON: the alert as the sinks render it
     sa.Column("status", sa.String(16), nullable=False),  # pending | sent | silenced | obsolete
