@@ -16,6 +16,7 @@ from anomaly.alerts.routing import Router
 from anomaly.config import Config, CsvSourceConfig, GoogleAdsSourceConfig, MetaAdsSourceConfig, MicrosoftAdsSourceConfig, RuleBase, source_platform
 from anomaly.detect import detect
 from anomaly.errors import AnomalyError
+from anomaly.handover import find_handovers, handover_writes
 from anomaly.incidents import Incident, build_incidents, reconcile
 from anomaly.ownership import domain_map, ownership_periods, with_inferred
 from anomaly.platforms import account_platforms, guess_platform
@@ -274,8 +275,9 @@ def run_cycle(
     enqueued = 0
     if as_of is not None:
         router = Router(config.alerts, [sink.name for sink in sinks])
+        enqueued += record_handovers(config, ownership, store, as_of, router)
         writes = reconcile(store.load_incidents(), derived, as_of, router, excess_steps=config.alerts.excess_steps)
-        enqueued = store.save_incidents(writes)
+        enqueued += store.save_incidents(writes)
     with delivery_lock:
         report = deliver(store, sinks, config=config)
     if failures:
@@ -288,6 +290,24 @@ def run_cycle(
         enqueued=enqueued,
         delivery=report,
     )
+
+
+def record_handovers(config: Config, ownership: pd.DataFrame, store: Store, as_of: dt.date, router: Router) -> int:
+    """Record the handovers that have begun by ``as_of`` and that the store has not recorded yet,
+    with their reference figures, and enqueue their messages (see ``anomaly.handover``). Reads
+    metrics only when there is a new handover. Returns the number of notifications enqueued."""
+    periods = with_inferred(ownership, store.load_inferred_ownership())
+    recorded = store.handover_keys()
+    due = [h for h in find_handovers(periods, config.ownership.default_party) if h.start <= as_of and h.key not in recorded]
+    if not due:
+        return 0
+    earliest = min(h.start for h in due) - dt.timedelta(days=config.handoff.reference_days)
+    metrics = store.load_metrics(start=earliest, end=as_of)
+    writes = handover_writes(
+        periods, metrics, as_of, recorded, router, config.handoff,
+        default_party=config.ownership.default_party, platforms=platforms_of(config, store),
+    )
+    return store.save_handovers(writes)
 
 
 def backtest(

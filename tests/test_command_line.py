@@ -70,8 +70,8 @@ def test_a_closed_pipe_ends_the_demo_quietly_after_it_replayed_every_day(project
         (HARBOR, "open", dt.date(2026, 7, 12)),
     ]
     # every notification went out: the console's into the closed pipe, the alert log's to its file
-    assert store.outbox_counts() == {"sent": 8}
-    assert len((project.parent / "sample" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()) == 4
+    assert store.outbox_counts() == {"sent": 10}  # the four alerts and Harbor Dental's handover, on both sinks
+    assert len((project.parent / "sample" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()) == 5
     store.engine.dispose()
 
 

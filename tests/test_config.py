@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 ONE_RULE = {"a.yaml": "rules:\n  - {name: r1, type: cpl_ratio, warning: 2}\n"}
 PARTY_A = "parties:\n  a: {name: Agency A}\n"
-CONFIG_KEYS = "alerts, detection, ownership, parties, rules_dir, service, settlement, sources, store"
+CONFIG_KEYS = "alerts, detection, handoff, ownership, parties, rules_dir, service, settlement, sources, store"
 RULE_KEYS = (  # a cpl_ratio rule's
     "after_changes, after_ownership_change, baseline_lag_days, critical, description, enabled, family, forest, max_p_value, "
     "min_expected_leads, min_spend, name, scope, type, use_clicks, warning, window_days"

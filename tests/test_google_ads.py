@@ -918,7 +918,8 @@ def test_a_google_ads_source_runs_through_the_pipeline_to_an_alert(ads: FakeGoog
     with _offline_credentials(return_value=AnonymousCredentials()):
         report = run_cycle(config, rules, ownership_periods(config), store, make_sinks(config), today=today)
     assert report.pulls[0].metric_rows == 60 and report.pulls[0].change_rows == 3
-    (alert,) = _sent(tmp_path)
+    handover, alert = _sent(tmp_path)  # the handover the change history shows, three days ago, is told first
+    assert (handover["event"], handover["account_id"], handover["from_party"], handover["to_party"]) == ("handover", A1, "northwind", "beacon")
     assert (alert["event"], alert["account_id"], alert["campaign_id"]) == ("opened", A1, "111")
     assert alert["detected_on"] == (first + dt.timedelta(days=58)).isoformat()  # the first day without leads
     assert [(c["user_email"], c["party"]) for c in alert["changes"]] == [("dana.kim@beaconreach.example", "beacon")] * 2
@@ -966,7 +967,7 @@ def test_a_running_scheduler_pulls_google_ads_and_alerts_once(ads: FakeGoogleAds
             assert events.wait_for(lambda e: e.executed["pull:ads"] >= 3)  # later pulls find nothing new to say
         finally:
             service.stop()
-    assert [(a["event"], a["campaign_id"], a["managing_party"]) for a in _sent(tmp_path)] == [("opened", "111", "beacon")]
+    assert [(a["event"], a["campaign_id"], a["managing_party"]) for a in _sent(tmp_path)] == [("handover", "", "beacon"), ("opened", "111", "beacon")]
     assert not events.failed
 
 

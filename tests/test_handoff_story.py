@@ -183,6 +183,7 @@ def test_run_twice_delivers_each_alert_once(demo, capsys):
     before = log.read_text(encoding="utf-8").splitlines()
     events = [json.loads(line) for line in before]
     assert [(e["event"], e["campaign_name"], e.get("update")) for e in events] == [
+        ("handover", None, None),  # Harbor Dental handed over to Beacon Reach on 07-08
         ("opened", "Personal Injury", None),
         ("opened", "Generic - Leads", None),
         ("updated", "Personal Injury", {"severity": "critical", "excess_step": None}),

@@ -732,7 +732,8 @@ def test_a_microsoft_ads_source_runs_through_the_pipeline_to_an_alert(token_endp
 
     assert report.pulls[0].metric_rows == 60 and report.pulls[0].change_rows == 3
     lines = (tmp_path / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
-    [alert] = [json.loads(line) for line in lines]
+    handover, alert = [json.loads(line) for line in lines]  # the handover the change history shows, three days ago, is told first
+    assert (handover["event"], handover["account_id"], handover["from_party"], handover["to_party"]) == ("handover", A1, "northwind", "beacon")
     assert (alert["event"], alert["account_id"], alert["campaign_id"]) == ("opened", A1, "5001")
     assert alert["detected_on"] == (first + dt.timedelta(days=58)).isoformat()
     assert [(c["user_email"], c["party"]) for c in alert["changes"]] == [(DANA, "beacon")] * 2

@@ -298,7 +298,7 @@ def test_two_runs_at_once_store_and_send_each_incident_once(tmp_path, store_url,
     )
     after = stored(store_url)
     assert len(after["incidents"]) == len(set(after["incidents"])) == 2
-    assert {status for _, status in after["notifications"]} == {"sent"} and len(after["notifications"]) == 2
+    assert {status for _, status in after["notifications"]} == {"sent"} and len(after["notifications"]) == 3  # with the handover's
     sent = [json.loads(line)["key"] for line in (tmp_path / "alerts.jsonl").read_text(encoding="utf-8").splitlines()]
     assert sorted(sent) == [key for key, _ in after["notifications"]]  # each alert sent once
 
@@ -349,7 +349,7 @@ def test_a_run_that_overlaps_another_waits_for_it_or_gives_up_with_one_line(tmp_
     after = stored(store_url)
     assert after["pulls"] == 2  # the first run's and the second's: the two that gave up did nothing
     assert len(after["incidents"]) == len(set(after["incidents"])) == 2
-    assert {status for _, status in after["notifications"]} == {"sent"} and len(after["notifications"]) == 2
+    assert {status for _, status in after["notifications"]} == {"sent"} and len(after["notifications"]) == 3  # with the handover's
     assert sorted(record["key"] for record in sent) == [key for key, _ in after["notifications"]]  # each alert sent once
     assert after["run_holder"] is None
 
@@ -372,7 +372,7 @@ def test_a_run_killed_in_its_cycle_leaves_no_lock_behind(tmp_path, store_url):
             run.kill()
         sent = pipe.close() if pipe is not None else []
     assert second.messages()[-1].startswith("as of 2026-07-12: 2 incident(s), 2 open; ")
-    assert second.messages()[-1].endswith(" 2 sent, 0 failed, 0 pending, 0 silenced")
+    assert second.messages()[-1].endswith(" 3 sent, 0 failed, 0 pending, 0 silenced")  # two alerts and the handover's message
     after = stored(store_url)
     assert len(after["incidents"]) == 2 and {status for _, status in after["notifications"]} == {"sent"}
     assert sorted(record["key"] for record in sent) == [key for key, _ in after["notifications"]]

@@ -329,8 +329,10 @@ def test_the_demo_routes_the_partners_incident_to_the_partners_log(tmp_path: Pat
         records = [json.loads(line) for line in (tmp_path / "sample" / name).read_text(encoding="utf-8").splitlines()]
         return [(r["event"], r["account_name"], r.get("mentions", [])) for r in records]
 
-    assert lines("beacon.jsonl") == [("opened", "Harbor Dental Group", ["S0BEACON"])]
-    assert lines("alerts.jsonl") == [("opened", "Lakeside Law", [])]
+    # the handover goes to both parties' routes: Beacon Reach's (taking over) and, for Northwind
+    # Digital (handing over), which no route names, the default sinks
+    assert lines("beacon.jsonl") == [("handover", "Harbor Dental Group", ["S0BEACON"]), ("opened", "Harbor Dental Group", ["S0BEACON"])]
+    assert lines("alerts.jsonl") == [("handover", "Harbor Dental Group", []), ("opened", "Lakeside Law", [])]
 
 
 # ----------------------------------------------------------------------------------------------

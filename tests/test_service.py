@@ -119,7 +119,7 @@ def test_a_running_scheduler_delivers_the_first_alert_once(tmp_path, record_prop
     sent = alerts(tmp_path)
     story = [a for a in sent if a["campaign_id"] == STORY]
     assert [(a["event"], a["onset"], a["managing_party"]) for a in story] == [("opened", "2026-07-10", "beacon")]
-    assert len(sent) == len({(a["incident_id"], a["event"]) for a in sent})  # three cycles, nothing sent twice
+    assert len(sent) == len({(a.get("incident_id"), a.get("handover_id"), a["event"]) for a in sent})  # three cycles, nothing sent twice
     assert not events.failed
     assert Store(load_config(config)[0].store.url.get_secret_value()).service_lock_holder() is None
 
@@ -204,7 +204,8 @@ def test_a_second_instance_waits_until_the_first_is_stale_and_the_first_then_sen
     assert capsys.readouterr().out == "" and store.pending() == pending
 
     deliver_job(second.config_path, second.holder)
-    assert capsys.readouterr().out.count("\n  Rule ") == len(pending) and store.pending() == []
+    out = capsys.readouterr().out
+    assert out.count("\n  Rule ") + out.count("[HANDOVER] ") == len(pending) and store.pending() == []  # alerts, and the handover's message
     first.stop()  # releases nothing: the lock is the second's
     assert store.service_lock_holder().holder == second.holder
     second.stop()
@@ -369,7 +370,7 @@ def test_a_second_serve_process_on_the_same_store_refuses_to_start(tmp_path):
     assert "anomaly serve: another instance holds the service lock of " in second.stderr
     assert code == 0, first.output
     sent = alerts(tmp_path)
-    assert len(sent) == len({(a["incident_id"], a["event"]) for a in sent}) and sent  # sent once, by the first
+    assert len(sent) == len({(a.get("incident_id"), a.get("handover_id"), a["event"]) for a in sent}) and sent  # sent once, by the first
 
 
 def test_status_shows_pulls_next_runs_the_lock_and_open_incidents(tmp_path, capsys):

@@ -11,6 +11,9 @@ in one cycle go to a sink as one "grouped" notification, and an incident that st
 unacknowledged gets a "reminder" every ``alerts.repeat_every_hours`` (the reminders of a grouped
 message's incidents that fall due together go as one "grouped_reminder"). A reminder whose incident
 is acknowledged or resolved before it goes out is marked "obsolete" and never sent.
+
+A handover's message (event "handover", see ``anomaly.handover``) goes through the same outbox:
+written when the handover is recorded, sent once, never grouped or reminded.
 """
 
 from __future__ import annotations
@@ -98,29 +101,30 @@ def deliver(
     groups.update(_reminder_groups(store, items, by_name))
     in_group = {member.id for members in groups.values() for member in members}
     sent = failed = 0
-    held: set[tuple[int, str]] = set()  # an incident's notifications on a sink go out in order
+    held: set[tuple[object, str]] = set()  # an incident's (a handover's) notifications on a sink go out in order
     for item in items:
         if item.id in in_group:
             if item.id in groups:  # the group goes out at its first notification
                 ok = _send_group(store, by_name[item.sink], groups[item.id], now, held)
                 sent, failed = (sent + len(groups[item.id]), failed) if ok else (sent, failed + len(groups[item.id]))
             continue
-        if (item.incident_id, item.sink) in held:
+        subject = _subject(item)
+        if (subject, item.sink) in held:
             continue  # an earlier one is still pending: sending this first would reorder them
         sink = by_name.get(item.sink)
         if sink is None:
             store.mark_failed(item.id, f"sink {item.sink!r} is not configured any more; kept for redelivery")
-            held.add((item.incident_id, item.sink))
+            held.add((subject, item.sink))
             failed += 1
             continue
-        main = store.main_message(item.incident_id, item.sink)
+        main = store.main_message(item.incident_id, item.sink) if item.incident_id is not None else None
         thread = Receipt(main.channel, main.ts) if main else None
-        delivery = Delivery(item.key, item.incident_id, item.created_at, thread, grouped=bool(main and main.group_key))
+        delivery = Delivery(item.key, item.incident_id, item.created_at, thread, grouped=bool(main and main.group_key), handover_id=item.handover_id)
         try:
             receipt = sink.send(item.event, item.payload, delivery)
         except DeliveryError as exc:
             store.mark_failed(item.id, redact(str(exc)))
-            held.add((item.incident_id, item.sink))
+            held.add((subject, item.sink))
             failed += 1
             continue
         store.mark_sent(item.id, (receipt.channel, receipt.ts) if receipt else None, now=now)
@@ -140,7 +144,8 @@ def waiting_lines(store: Store, now: dt.datetime, *, most: int = 10) -> list[str
             tried = f"failed {row['attempts']} time{'s' if row['attempts'] != 1 else ''}, last error: {row['last_error'] or 'none recorded'}"
         else:
             tried = "not tried yet"
-        lines.append(f"incident #{row['incident_id']} {row['event']} → {row['sink']}, waiting {age_text(now - row['created_at'])}; {tried}")
+        about = f"incident #{row['incident_id']}" if row["incident_id"] is not None else f"handover #{row['handover_id']}"
+        lines.append(f"{about} {row['event']} → {row['sink']}, waiting {age_text(now - row['created_at'])}; {tried}")
     if len(rows) > most:
         lines.append(f"… and {len(rows) - most} more")
     return lines
@@ -159,6 +164,11 @@ def age_text(age: dt.timedelta) -> str:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
     return f"{days} days {hours} h" if hours else f"{days} days"
+
+
+def _subject(item: OutboxItem) -> object:
+    """What a notification is about: its incident's id, or ("handover", id) for a handover's message."""
+    return item.incident_id if item.incident_id is not None else ("handover", item.handover_id)
 
 
 def _no_longer_due(store: Store, item: OutboxItem) -> str | None:
@@ -198,7 +208,7 @@ def _reminder_groups(store: Store, items: list[OutboxItem], sinks: dict[str, Sin
     return {batch[0].id: batch for batch in batches.values() if len(batch) >= 2}
 
 
-def _send_group(store: Store, sink: Sink, members: list[OutboxItem], now: dt.datetime, held: set[tuple[int, str]]) -> bool:
+def _send_group(store: Store, sink: Sink, members: list[OutboxItem], now: dt.datetime, held: set[tuple[object, str]]) -> bool:
     """Send one grouped notification for ``members`` ("grouped" for opened incidents, a
     "grouped_reminder" in their grouped message's thread for reminders) and record the outcome
     for each of them."""
@@ -221,7 +231,7 @@ def _send_group(store: Store, sink: Sink, members: list[OutboxItem], now: dt.dat
     except DeliveryError as exc:
         for member in members:
             store.mark_failed(member.id, redact(str(exc)))
-            held.add((member.incident_id, member.sink))
+            held.add((_subject(member), member.sink))
         return False
     store.mark_group_sent([member.id for member in members], (receipt.channel, receipt.ts) if receipt else None, group_key=key, now=now)
     return True

@@ -130,6 +130,8 @@ def label(event: str, payload: dict) -> str:
 def render_text(event: str, payload: dict, config: Config | None = None) -> str:
     """A readable block for one notification: opened, updated or resolved; a reminder; or a
     grouped notification (``payload["incidents"]``)."""
+    if event == "handover":
+        return render_handover(payload, config)
     if event == "grouped":
         return render_group(payload["incidents"], config)
     if event == "reminder":
@@ -340,4 +342,85 @@ def render_reminder(payload: dict, config: Config | None = None) -> str:
     row("Managed by", name(payload["managing_party"]))
     row("Next step", next_step(payload, name))
     row("Rule", f"{payload['rule']} · {payload['family']} · {payload['severity']} · incident {payload.get('incident_id', '?')}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Handovers
+
+
+#: the figures of a handover's reference, in the order its table shows them: (key, column title)
+REFERENCE_COLUMNS = (("cpl", "cost/lead"), ("cpc", "cost/click"), ("cvr", "conv. rate"), ("daily_spend", "spend/day"), ("leads_per_day", "leads/day"))
+#: the campaigns a handover's message lists before "… and N more"
+MAX_HANDOVER_CAMPAIGNS = 20
+_NAME_COLUMN = 28
+
+
+def reference_value(key: str, figures: dict, currency: str) -> str:
+    """One figure of a handover's reference as the messages write it: money as ``money`` does,
+    the conversion rate as a percentage, leads a day with one decimal; ``n/a`` with nothing to
+    divide by."""
+    value = figures.get(key)
+    if value is None:
+        return "n/a"
+    if key in ("cpl", "cpc", "daily_spend"):
+        return money(value, currency)
+    if key == "cvr":
+        return f"{value:.2%}"
+    return f"{value:,.1f}"
+
+
+def handover_what(payload: dict, name) -> str:
+    """``the whole account (3 campaigns)`` or ``the campaign Generic - Leads (20118341)``."""
+    if payload.get("campaign_id"):
+        return f"the campaign {payload.get('campaign_name') or payload['campaign_id']} ({payload['campaign_id']})"
+    count = len(payload["reference"]["campaigns"])
+    return f"the whole account ({count} campaign{'s' if count != 1 else ''} with data before it)"
+
+
+def handover_title(payload: dict, name) -> str:
+    """``Harbor Dental Group handed over: Northwind Digital → Beacon Reach``."""
+    where = payload["account_name"] + (f" / {payload.get('campaign_name') or payload['campaign_id']}" if payload.get("campaign_id") else "")
+    return f"{where} handed over: {name(payload['from_party'])} → {name(payload['to_party'])}"
+
+
+def _clip_name(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_handover(payload: dict, config: Config | None = None) -> str:
+    """A handover's message as the console shows it: where, from whom to whom, since when, and the
+    reference figures of each campaign over the weeks before it."""
+    name = party_namer(config)
+    currency = payload["currency"]
+    reference = payload["reference"]
+    lines = [f"[HANDOVER] {handover_title(payload, name)}"]
+
+    def row(title: str, text: str) -> None:
+        lines.append(f"  {title:<12} {text}")
+
+    platform = platform_label(payload_platform(payload))
+    row("Account", f"{payload['account_name']} ({payload['account_id']})" + (f" on {platform}" if platform else ""))
+    row("Handed over", handover_what(payload, name))
+    row("From", name(payload["from_party"]))
+    row("To", f"{name(payload['to_party'])}, since {_day(payload['since'])}")
+    weeks = reference["days"] / 7
+    span = f"{weeks:g} weeks" if float(weeks).is_integer() else f"{reference['days']} days"
+    row("Before", f"the {span} before it, {_day(reference['from'])} to {_day(reference['to'])} (kept as the reference):")
+    campaigns = reference["campaigns"]
+    if not campaigns:
+        lines.append(f"  {'':<12}   no campaign has data in those days")
+    else:
+        indent = f"  {'':<12}   "
+        lines.append(indent + f"{'campaign':<{_NAME_COLUMN}}" + "".join(f"{title:>12}" for _, title in REFERENCE_COLUMNS))
+        shown = campaigns[:MAX_HANDOVER_CAMPAIGNS]
+        for campaign in shown:
+            cells = "".join(f"{reference_value(key, campaign, currency):>12}" for key, _ in REFERENCE_COLUMNS)
+            lines.append(indent + f"{_clip_name(campaign['campaign_name'], _NAME_COLUMN - 1):<{_NAME_COLUMN}}" + cells)
+        if len(campaigns) > len(shown):
+            lines.append(indent + f"… and {len(campaigns) - len(shown)} more")
+        if len(campaigns) > 1 and reference.get("total"):
+            cells = "".join(f"{reference_value(key, reference['total'], currency):>12}" for key, _ in REFERENCE_COLUMNS)
+            lines.append(indent + f"{'all ' + str(len(campaigns)) + ' campaigns':<{_NAME_COLUMN}}" + cells)
+    row("Handover", f"#{payload.get('handover_id', '?')}, seen in the data of {_day(payload['detected_on'])}")
     return "\n".join(lines)

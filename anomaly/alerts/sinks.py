@@ -40,13 +40,15 @@ class Delivery:
     when it was enqueued (naive UTC), and the incident's main message on this sink (``thread``),
     once that was sent. ``grouped``: that main message is a grouped one (event "grouped"), which
     lists many incidents, so a later notification replies in its thread and leaves it as it is.
-    For a "grouped" send, ``key`` is the group's and ``incident_id`` its first incident's."""
+    For a "grouped" send, ``key`` is the group's and ``incident_id`` its first incident's. A
+    handover's message has no incident (``incident_id`` None) and names its ``handover_id``."""
 
     key: str
-    incident_id: int
+    incident_id: int | None
     created_at: dt.datetime
     thread: Receipt | None = None
     grouped: bool = False
+    handover_id: int | None = None
 
 
 class Sink(Protocol):

@@ -19,6 +19,8 @@ later notification.
   grouped message is left as it is. The reminders of a group's incidents that fall due together
   come as one ``grouped_reminder``: one reply in the group's thread listing them, broadcast once,
   every route's mention once (a reminder of one incident alone there is not broadcast).
+- A ``handover`` (a change of managing party, see ``anomaly.handover``) posts its message once, as
+  a message of its own; its metadata carries ``handover_id`` instead of ``incident_id``.
 - Any other event (``job_failed`` from the operations sink) posts the payload's ``text``.
 
 **At least once, made idempotent.** The outbox marks a notification sent only after the sink has
@@ -76,6 +78,7 @@ from anomaly.alerts.slack_message import (
     build_group,
     build_group_reminder,
     build_group_reply,
+    build_handover,
     build_reminder_reply,
     build_thread_reply,
     escape,
@@ -150,6 +153,8 @@ class SlackSink:
             return self._post_once(build_group(payload["incidents"], self.config), delivery)
         if event == "grouped_reminder":
             return self._group_reminder(payload, delivery)
+        if event == "handover":
+            return self._post_once(build_handover(payload, self.config), delivery)
         if event not in ALERT_EVENTS:
             text = escape(str(payload.get("text") or event))
             return self._post_once(SlackMessage(text=text, blocks=[]), delivery)
@@ -245,7 +250,11 @@ class SlackSink:
             if broadcast:
                 kwargs["reply_broadcast"] = True
         if delivery is not None:
-            event_payload = {"key": delivery.key, "incident_id": delivery.incident_id}
+            event_payload: dict[str, Any] = {"key": delivery.key}
+            if delivery.incident_id is not None:
+                event_payload["incident_id"] = delivery.incident_id
+            else:
+                event_payload["handover_id"] = delivery.handover_id
             kwargs["metadata"] = {"event_type": EVENT_TYPE, "event_payload": event_payload}
         kwargs["channel"] = channel
         try:
@@ -477,8 +486,10 @@ class SlackWebhookSink:
     def send(self, event: str, payload: dict, delivery: Delivery | None = None) -> None:
         """Post the alert as it stands now (opened, worse, or resolved), a grouped message, or a
         reminder's one line."""
-        if event in ("grouped", "grouped_reminder") or event in ALERT_EVENTS:
-            if event == "grouped":
+        if event in ("grouped", "grouped_reminder", "handover") or event in ALERT_EVENTS:
+            if event == "handover":
+                message = build_handover(payload, self.config)
+            elif event == "grouped":
                 message = build_group(payload["incidents"], self.config)
             elif event == "grouped_reminder":
                 message = build_group_reminder(payload["incidents"], self.config)

@@ -1,5 +1,5 @@
 """Slack Block Kit messages for incidents: the main alert, the replies in its thread, and one
-grouped message when an account opens many incidents in one cycle.
+grouped message when an account opens many incidents in one cycle; and a handover's message.
 
 Names of accounts, campaigns, users and parties, changed values, rule names and currency codes are
 untrusted: a campaign called ``<!channel>`` must not ping a channel, ``<https://x|Budget>`` must
@@ -37,8 +37,11 @@ from slack_sdk.models.blocks import (
 
 from anomaly.alerts.change_words import describe
 from anomaly.alerts.render import (
+    MAX_HANDOVER_CAMPAIGNS,
     excess_split,
     fits,
+    handover_title,
+    handover_what,
     headline,
     how_worse,
     label,
@@ -46,6 +49,7 @@ from anomaly.alerts.render import (
     money,
     next_step,
     party_namer,
+    reference_value,
     settled_text,
     total_excess,
     what_happened,
@@ -636,3 +640,73 @@ def _group_actions(payloads: list[dict]) -> list[Block]:
         _button("Snooze account 7d", GROUP_SNOOZE_7D, value),
     ]
     return _actions(first, today, buttons)
+
+
+# ---------------------------------------------------------------------------------------------
+# Handovers
+
+HANDOVER_LINE_CHARS = 140  # MAX_HANDOVER_CAMPAIGNS lines, a title and the "… and N more" line fit in a section
+HANDOVER_NAME_CHARS = 60  # a long campaign name must leave room for its figures on its line
+
+
+def build_handover(payload: dict, config: Config | None = None, *, now: dt.date | None = None) -> SlackMessage:
+    """A handover's message: who handed what over to whom, since when, and each campaign's
+    reference figures over the weeks before it, one short line each (a phone shows it whole).
+    ``payload`` is ``anomaly.handover.handover_payload`` plus ``handover_id``; the route's
+    mentions (``payload["mentions"]``) end the first section and the fallback text."""
+    now = now or _date(payload["detected_on"]) or dt.date.today()
+    name = _namer(config)
+    mentions = mention_text(payload)
+    platform = platform_label(payload_platform(payload))
+    where = f"*{_untrusted(payload['account_name'])}* ({_untrusted(payload['account_id'])})" + (f" on {platform}" if platform else "")
+    what = _untrusted(handover_what(payload, name))
+    lead = (
+        f"{where}, {what}, is managed by *{_untrusted(name(payload['to_party']))}* since *{_day(payload['since'], now)}*, "
+        f"handed over by *{_untrusted(name(payload['from_party']))}*."
+    )
+    blocks: list[Block] = [
+        _header(f"Handover: {handover_title(payload, name)}"),
+        _section(_with_mentions(lead, mentions, SECTION_CHARS)),
+        _section(_reference_text(payload, now)),
+        _context(_handover_context(payload)),
+    ]
+    text = f"Handover: {_untrusted(handover_title(payload, name))}, since {_day(payload['since'], now)}"
+    return _message(_with_mentions(text, mentions), blocks)
+
+
+def _reference_text(payload: dict, now: dt.date) -> str:
+    reference = payload["reference"]
+    currency = payload["currency"]
+    weeks = reference["days"] / 7
+    span = f"{weeks:g} weeks" if float(weeks).is_integer() else f"{reference['days']} days"
+    title = f"*Before the handover* ({span}, {_month_day(reference['from'], now)} – {_month_day(reference['to'], now)}), kept as the reference:"
+    campaigns = reference["campaigns"]
+    if not campaigns:
+        return title + "\nNo campaign has data in those days."
+    lines = [_reference_line(c["campaign_name"], c, currency) for c in campaigns[:MAX_HANDOVER_CAMPAIGNS]]
+    if len(campaigns) > MAX_HANDOVER_CAMPAIGNS:
+        lines.append(f"… and {len(campaigns) - MAX_HANDOVER_CAMPAIGNS} more")
+    if len(campaigns) > 1 and reference.get("total"):
+        lines.append(_reference_line(f"All {len(campaigns)} campaigns", reference["total"], currency))
+    return title + "\n" + "\n".join(lines)
+
+
+def _reference_line(campaign_name: str, figures: dict, currency: str) -> str:
+    """``• *Generic - Leads*: $103/lead · $3.97/click · 3.85% convert · $1,012/day · 9.8 leads/day``."""
+    label = _clip(_untrusted(campaign_name), HANDOVER_NAME_CHARS)
+    parts = [
+        f"{_untrusted(reference_value('cpl', figures, currency))}/lead",
+        f"{_untrusted(reference_value('cpc', figures, currency))}/click",
+        f"{reference_value('cvr', figures, currency)} convert",
+        f"{_untrusted(reference_value('daily_spend', figures, currency))}/day",
+        f"{reference_value('leads_per_day', figures, currency)} leads/day",
+    ]
+    return _clip(f"• *{label}*: " + " · ".join(parts), HANDOVER_LINE_CHARS)
+
+
+def _handover_context(payload: dict) -> str:
+    label = platform_label(payload_platform(payload))
+    account = (f"{label} · " if label else "") + f"{_untrusted(payload['account_name'])} ({_untrusted(payload['account_id'])})"
+    if payload.get("campaign_id"):
+        account += f" / {_untrusted(payload.get('campaign_name') or '')} ({_untrusted(payload['campaign_id'])})"
+    return f"{account} · handover {payload.get('handover_id', '?')}"

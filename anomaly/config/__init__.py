@@ -40,6 +40,7 @@ from anomaly.config.loading import (
 )
 from anomaly.config.model import Config
 from anomaly.config.parties import (
+    HandoffConfig,
     OwnershipAssignment,
     OwnershipConfig,
     OwnershipPeriodConfig,
@@ -137,6 +138,7 @@ __all__ = [
     "MicrosoftAdsSourceConfig",
     "MicrosoftId",
     "OwnershipAssignment",
+    "HandoffConfig",
     "OwnershipConfig",
     "OwnershipInferenceConfig",
     "OwnershipPeriodConfig",

@@ -7,7 +7,7 @@ from pydantic import Field
 from anomaly.config.alerts import AlertsConfig
 from anomaly.config.base import FilePath, Slug, StrictModel
 from anomaly.config.detection import DetectionConfig
-from anomaly.config.parties import OwnershipConfig, PartyConfig, SettlementConfig
+from anomaly.config.parties import HandoffConfig, OwnershipConfig, PartyConfig, SettlementConfig
 from anomaly.config.service import ServiceConfig, StoreConfig
 from anomaly.config.sources import Source
 
@@ -17,6 +17,7 @@ class Config(StrictModel):
     parties: dict[Slug, PartyConfig] = {}
     sources: list[Source] = []
     ownership: OwnershipConfig = OwnershipConfig()
+    handoff: HandoffConfig = HandoffConfig()
     rules_dir: FilePath = Field("rules", validate_default=True)  # beside config.yaml, not the working directory
     detection: DetectionConfig = DetectionConfig()
     alerts: AlertsConfig = AlertsConfig()

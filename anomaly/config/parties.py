@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from anomaly.config.base import FilePath, Float, Slug, StrictModel
+from anomaly.config.base import FilePath, Float, Int, Slug, StrictModel
 
 
 def _meta_actor(value: object) -> object:
@@ -71,6 +71,18 @@ class OwnershipConfig(StrictModel):
     file: FilePath | None = None
     default_party: Slug | None = None
     assignments: list[OwnershipAssignment] = []
+
+
+class HandoffConfig(StrictModel):
+    """What the service does when the managing party of an account or campaign changes: a
+    handover message to the routes of both parties (``announce``), for a handover whose first day
+    is at most ``announce_within_days`` before the data day of the cycle that first sees it (an
+    older one, found in history, is recorded and not announced), with each campaign's figures over
+    the ``reference_days`` before it, frozen as the reference."""
+
+    announce: bool = True
+    announce_within_days: Int = Field(7, ge=0)
+    reference_days: Int = Field(28, ge=7, le=365)
 
 
 class SettlementConfig(StrictModel):
