@@ -40,6 +40,10 @@ from anomaly.store import Store
 
 DateLike = str | dt.date | pd.Timestamp | None
 
+HANDOVER_COLUMNS = [
+    "id", "account_id", "account_name", "campaign_id", "campaign_name", "platform", "currency", "start", "from_party", "from_name",
+    "to_party", "to_name", "detected_on", "announced", "reference",
+]
 INCIDENT_COLUMNS = [
     "id", "status", "severity", "family", "rule", "metric", "platform", "account_id", "account_name", "campaign_id", "campaign_name",
     "currency", "onset", "detected_on", "critical_on", "last_active", "resolved_on", "managing_party", "party_name",
@@ -290,6 +294,37 @@ class Project:
         return self.detection(account=account, as_of=as_of).findings.drop(columns="score")
 
     # -- incidents ------------------------------------------------------------------------------
+
+    def handovers(self) -> pd.DataFrame:
+        """Every recorded change of managing party, oldest first: ``id``, ``account_id``,
+        ``account_name``, ``campaign_id`` ("" for the whole account), ``campaign_name``, ``platform``, ``currency``,
+        ``start`` (the new party's first day), ``from_party``, ``to_party`` (keys) and their names,
+        ``detected_on`` (the data day that first showed it), ``announced`` (False: found in history),
+        and ``reference``: the figures of the days before it, frozen when it was recorded (per
+        campaign and in total: cost per lead, per click, conversion rate, spend and leads a day)."""
+        rows = []
+        for row in self.store.load_handovers():
+            p = row["details"].get("payload", row["details"])
+            rows.append(
+                {
+                    "id": row["id"],
+                    "account_id": row["account_id"],
+                    "account_name": p.get("account_name", row["account_id"]),
+                    "campaign_id": row["campaign_id"],
+                    "campaign_name": p.get("campaign_name") or "",
+                    "platform": payload_platform({**p, "account_id": row["account_id"]}),
+                    "currency": p.get("currency", "USD"),
+                    "start": pd.Timestamp(row["start"]),
+                    "from_party": row["from_party"],
+                    "from_name": self.party_name(row["from_party"]),
+                    "to_party": row["to_party"],
+                    "to_name": self.party_name(row["to_party"]),
+                    "detected_on": pd.Timestamp(row["detected_on"]),
+                    "announced": bool(row["notified"]),
+                    "reference": p.get("reference"),
+                }
+            )
+        return pd.DataFrame(rows, columns=HANDOVER_COLUMNS)
 
     def incidents(
         self,

@@ -545,6 +545,39 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_handovers(args: argparse.Namespace) -> int:
+    project = _project(args)
+    frame = project.handovers()
+    if args.format == "json":
+        records = [
+            {**r, "start": r["start"].date().isoformat(), "detected_on": r["detected_on"].date().isoformat()}
+            for r in frame.to_dict("records")
+        ]
+        print(json.dumps(records, indent=2))
+        return 0
+    if frame.empty:
+        print("No handovers recorded: the managing party of no account or campaign has changed in the stored data.")
+        return 0
+    rows = []
+    for r in frame.to_dict("records"):
+        total = (r["reference"] or {}).get("total") or {}
+        currency = r["currency"]
+        rows.append(
+            [
+                r["id"],
+                f"{r['start']:%Y-%m-%d}",
+                _clip(r["account_name"], 24),
+                _clip(r["campaign_name"] or "whole account", 24),
+                f"{r['from_name']} → {r['to_name']}",
+                "announced" if r["announced"] else "history",
+                money(total["cpl"], currency) if total.get("cpl") else "–",
+                money(total["daily_spend"], currency) if total.get("daily_spend") is not None else "–",
+            ]
+        )
+    _print_table(["id", "since", "account", "campaign", "handed over", "message", "cost/lead before", "spend/day before"], rows)
+    return 0
+
+
 #: the columns of an incident that are amounts of money (``observed`` and ``baseline`` too, when the metric is)
 MONEY_FIELDS = ("spend", "cpl", "baseline_cpl", "excess_cost")
 
@@ -904,6 +937,16 @@ def build_parser() -> argparse.ArgumentParser:
     inc.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="begun on or before this day")
     inc.add_argument("--format", choices=("table", "json", "csv"), default="table")
     inc.set_defaults(func=cmd_incidents)
+
+    hand = command(
+        "handovers",
+        "list the recorded changes of managing party, with the reference figures of the weeks before each",
+        "`anomaly handovers`: every handover the service has recorded (declared in config.yaml or the ownership file, "
+        "or inferred from change history), oldest first: what was handed over, from whom to whom, since when, whether it "
+        "was announced, and the cost per lead and spend a day of the weeks before it (all the reference figures with --format json).",
+    )
+    hand.add_argument("--format", choices=("table", "json"), default="table")
+    hand.set_defaults(func=cmd_handovers)
 
     rep = command(
         "report",

@@ -405,3 +405,35 @@ def test_the_demo_tells_harbor_dentals_handover_before_its_incident(tmp_path: Pa
     records = [json.loads(line) for line in (tmp_path / "sample" / "alerts.jsonl").read_text(encoding="utf-8").splitlines()]
     assert records[0]["event"] == "handover" and records[1]["event"] == "opened"
     store.engine.dispose()
+
+
+def test_handovers_are_listed_with_the_figures_before_them(demo_config, tmp_path, capsys):
+    from anomaly.analysis import Project
+
+    frame = Project.open(demo_config).handovers()
+    (harbor,) = frame.to_dict("records")
+    assert (harbor["account_name"], harbor["campaign_id"], harbor["from_name"], harbor["to_name"]) == (
+        "Harbor Dental Group", "", "Northwind Digital", "Beacon Reach",
+    )
+    assert harbor["start"] == pd.Timestamp("2026-07-08") and harbor["announced"] and harbor["platform"] == "google_ads"
+    total = harbor["reference"]["total"]
+
+    capsys.readouterr()
+    assert main(["--config", str(demo_config), "handovers"]) == 0
+    header, _, line = capsys.readouterr().out.splitlines()
+    assert header.split() == ["id", "since", "account", "campaign", "handed", "over", "message", "cost/lead", "before", "spend/day", "before"]
+    assert line.split("  ")[0] == "1" and "2026-07-08" in line and "whole account" in line
+    assert "Northwind Digital → Beacon Reach" in line and "announced" in line
+    assert f"${total['cpl']:,.2f}" in line and f"${total['daily_spend']:,.0f}" in line
+
+    assert main(["--config", str(demo_config), "handovers", "--format", "json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert (record["start"], record["to_party"], record["reference"]["total"]) == ("2026-07-08", "beacon", total)
+
+    empty = copy_default_project(tmp_path)
+    text = empty.read_text().replace("sqlite:///sample/anomaly.db", f"sqlite:///{tmp_path}/empty.db")
+    empty.write_text(text)
+    assert main(["--config", str(empty), "handovers"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "No handovers recorded: the managing party of no account or campaign has changed in the stored data."
+    )
