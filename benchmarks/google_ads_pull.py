@@ -14,7 +14,6 @@ memory of the process (which includes the generated responses).
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import resource
 import time
@@ -28,6 +27,7 @@ from google.ads.googleads.v26.services.services.google_ads_service import Google
 from google.auth.credentials import AnonymousCredentials
 
 from anomaly.config import GoogleAdsSourceConfig
+from benchmarks import pull_table
 from connectors.google_ads import CHANGE_HISTORY_DAYS, GoogleAdsConnector
 
 MANAGER = "9990000000"
@@ -176,16 +176,7 @@ def run(accounts: int, campaigns: int, days: int, seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=200)
-    parser.add_argument("--campaigns", type=int, default=20, help="per account")
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    row = run(args.accounts, args.campaigns, args.days, args.seed)
-    print(" | ".join(row))
-    print(" | ".join("---" for _ in row))
-    print(" | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+    pull_table.main(__doc__.splitlines()[0], run)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ fetch, and the peak memory of this process.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import multiprocessing
 import resource
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from anomaly.config import MetaAdsSourceConfig
+from benchmarks import pull_table
 from connectors.meta_ads import MetaAdsConnector
 
 BUSINESS = "990000"
@@ -116,17 +116,7 @@ def run(accounts: int, campaigns: int, days: int, seed: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=200)
-    parser.add_argument("--campaigns", type=int, default=20, help="per account")
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    rows = run(args.accounts, args.campaigns, args.days, args.seed)
-    print(" | ".join(rows[0]))
-    print(" | ".join("---" for _ in rows[0]))
-    for row in rows:
-        print(" | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+    pull_table.main(__doc__.splitlines()[0], run)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ threads and is left out), and the peak memory of the process (which includes the
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import resource
 import time
@@ -23,6 +22,7 @@ import time
 import numpy as np
 
 from anomaly.config import MicrosoftAdsSourceConfig
+from benchmarks import pull_table
 from connectors.microsoft_ads import MicrosoftAdsConnector
 from tests.microsoft_ads_fake import FakeMicrosoftAds
 
@@ -85,16 +85,7 @@ def run(accounts: int, campaigns: int, days: int, seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=200)
-    parser.add_argument("--campaigns", type=int, default=20, help="per account")
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    row = run(args.accounts, args.campaigns, args.days, args.seed)
-    print(" | ".join(row))
-    print(" | ".join("---" for _ in row))
-    print(" | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()))
+    pull_table.main(__doc__.splitlines()[0], run)
 
 
 if __name__ == "__main__":

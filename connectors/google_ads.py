@@ -34,7 +34,6 @@ import datetime as dt
 import functools
 import importlib
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence, Set
@@ -55,25 +54,20 @@ from google.protobuf.message import Message as ProtobufMessage
 from anomaly.config import MAX_YAML_BYTES, GoogleAdsSourceConfig, LeadDefinition
 from anomaly.errors import SourceError
 from anomaly.files import FileReadError, read_limited
-from anomaly.ownership import infer_ownership
 from anomaly.schema import (
     DAILY,
     empty_changes,
     empty_metrics,
-    empty_ownership,
     normalise_changes,
     normalise_metrics,
-    normalise_ownership,
 )
-from connectors.base import Batch
+from connectors.base import Batch, all_failed, backoff, inferred_ownership
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "v26"
 CHANGE_PAGE = 10_000  # rows per change_event query: the API's largest LIMIT
 CHANGE_HISTORY_DAYS = 30  # change_event only reaches this many days back
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_CAP_SECONDS = 60.0
 _RETRIED_API_ERRORS = (
     api_exceptions.ServiceUnavailable,
     api_exceptions.InternalServerError,
@@ -254,7 +248,7 @@ class GoogleAdsConnector:
                 log.warning("%s", e)
                 failures.append(e)
         if not pulls:
-            raise self._all_failed(failures)
+            raise all_failed(self.name, failures)
         changes = _changes_frame(pulls)
         metrics = _metrics_frame(pulls)
         log.info("%s: pulled %d of %d accounts, %s to %s: %d campaign-days, %d changes",
@@ -360,7 +354,7 @@ class GoogleAdsConnector:
                 tries = f" after {attempt} attempts" if attempt > 1 else ""
                 raise SourceError(self.name, f"{what} failed{tries}: {diagnosis.reason}",
                                   account_id=account, request_id=diagnosis.request_id)
-            delay = diagnosis.delay if diagnosis.delay is not None else _backoff(attempt)
+            delay = diagnosis.delay if diagnosis.delay is not None else backoff(attempt)
             log.warning("%s: account %s: %s failed (%s, request id %s); retrying in %.1f s (attempt %d of %d)",
                         self.name, account, what, diagnosis.reason, diagnosis.request_id or "none", delay,
                         attempt + 1, self.source.max_attempts)
@@ -375,24 +369,12 @@ class GoogleAdsConnector:
             account_id=account,
         )
 
-    def _all_failed(self, failures: Sequence[SourceError]) -> SourceError:
-        if len(failures) == 1:
-            return failures[0]
-        listed = "\n".join(f"  {f}" for f in failures)
-        return SourceError(self.name, f"all {len(failures)} accounts failed:\n{listed}")
-
     # -- ownership
 
     def _ownership(self, changes: pd.DataFrame) -> pd.DataFrame:
-        inference = self.source.ownership_inference
-        if not inference.enabled or changes.empty:
-            return empty_ownership()
-        undeclared = changes[~changes["account_id"].isin(list(self.declared_accounts))]
-        periods = infer_ownership(undeclared, self.domains, inference.min_changes)
-        for period in periods.itertuples(index=False):
-            log.info("%s: account %s: managed by %s from %s (inferred from change history)",
-                     self.name, period.account_id, period.party, period.start.date())
-        return periods
+        return inferred_ownership(
+            self.name, changes, self.source.ownership_inference, self.domains, self.declared_accounts, log
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -682,8 +664,3 @@ def _status_reason(error: Exception) -> str:
 def _without_emails(text: str) -> str:
     """``text`` with the user part of any email address masked (API messages can quote a user)."""
     return _EMAIL_USER.sub("...@", text)
-
-
-def _backoff(attempt: int) -> float:
-    """Full jitter: a uniform wait up to BASE * 2^(attempt - 1) seconds, capped."""
-    return random.uniform(0.0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))

@@ -48,7 +48,6 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence, Set
@@ -69,10 +68,10 @@ from facebook_business.session import FacebookSession
 
 from anomaly.config import META_AGGREGATE_ACTION_TYPES, MetaAdsSourceConfig
 from anomaly.errors import SourceError
-from anomaly.ownership import META_SYSTEM, infer_ownership, meta_actor
+from anomaly.ownership import META_SYSTEM, meta_actor
 from anomaly.redaction import redact, remember
-from anomaly.schema import DAILY, empty_changes, empty_metrics, empty_ownership, normalise_changes, normalise_metrics
-from connectors.base import Batch
+from anomaly.schema import DAILY, empty_changes, empty_metrics, normalise_changes, normalise_metrics
+from connectors.base import Batch, all_failed, backoff, inferred_ownership
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,6 @@ ACTIVITY_FIELDS = [
 PAGE_SIZE = 500  # rows a page of insights, accounts or activities
 IDS_PER_READ = 50  # the Graph API's most ids in one multi-id read
 CLOSED = 101  # AdAccount.account_status of a closed account
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_CAP_SECONDS = 60.0
 THROTTLE_BASE_SECONDS = 60.0  # a throttle without a usage header is waited out from a minute, doubling
 USAGE_PAUSE_SECONDS = 60.0  # the pause at a limit fully used, when Meta does not say how long
 POLL_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits between polls of a report run, the last repeated
@@ -268,7 +265,7 @@ class _GuardedApi:
             self._resume_at.pop(self.account, None)
             self._resume_at.pop("app", None)
             return max(told, pending, THROTTLE_BASE_SECONDS * 2 ** (attempt - 1))
-        return random.uniform(0.0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+        return backoff(attempt)
 
 
 def read_usage(headers: Mapping[str, str]) -> _Usage | None:
@@ -475,7 +472,7 @@ class MetaAdsConnector:
                 failures.append(e)
         api.account = ""
         if not pulls:
-            raise stop if isinstance(stop, TokenError) else self._all_failed(failures)
+            raise stop if isinstance(stop, TokenError) else all_failed(self.name, failures, "ad accounts")
         changes = _changes_frame(pulls)
         metrics = _metrics_frame(pulls)
         log.info("%s: pulled %d of %d ad accounts, %s to %s: %d campaign-days, %d changes (%d calls, %.0f s paused)",
@@ -650,24 +647,12 @@ class MetaAdsConnector:
         return type(stop)(self.name, f"not pulled: {why} on {stop.account_id or 'an earlier call'} "
                           f"(fbtrace_id {stop.request_id or 'none'}); it is pulled again next time", account_id=account_id)
 
-    def _all_failed(self, failures: Sequence[SourceError]) -> SourceError:
-        if len(failures) == 1:
-            return failures[0]
-        listed = "\n".join(f"  {f}" for f in failures)
-        return SourceError(self.name, f"all {len(failures)} ad accounts failed:\n{listed}")
-
     # -- ownership
 
     def _ownership(self, changes: pd.DataFrame) -> pd.DataFrame:
-        inference = self.source.ownership_inference
-        if not inference.enabled or changes.empty:
-            return empty_ownership()
-        undeclared = changes[~changes["account_id"].isin(list(self.declared_accounts))]
-        periods = infer_ownership(undeclared, self.domains, inference.min_changes)
-        for period in periods.itertuples(index=False):
-            log.info("%s: %s: managed by %s from %s (inferred from the activity log)",
-                     self.name, period.account_id, period.party, period.start.date())
-        return periods
+        return inferred_ownership(
+            self.name, changes, self.source.ownership_inference, self.domains, self.declared_accounts, log, account="", history="the activity log"
+        )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -45,7 +45,6 @@ import http.client
 import logging
 import math
 import os
-import random
 import re
 import socket
 import tempfile
@@ -73,9 +72,8 @@ from suds import WebFault
 
 from anomaly.config import GoalLeads, MicrosoftAdsSourceConfig
 from anomaly.errors import SourceError
-from anomaly.ownership import infer_ownership
-from anomaly.schema import DAILY, empty_changes, empty_metrics, empty_ownership, normalise_changes, normalise_metrics
-from connectors.base import Batch
+from anomaly.schema import DAILY, empty_changes, empty_metrics, normalise_changes, normalise_metrics
+from connectors.base import Batch, all_failed, backoff, inferred_ownership
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +82,6 @@ ENV_PREFIX = "MICROSOFT_ADS_"
 REPORT_ACCOUNTS = 1000  # the most accounts one report's scope may name
 CHANGE_HISTORY_DAYS = 180  # the change history report keeps six months
 POLL_SECONDS = 5.0  # between two polls of a report's status (the SDK's own default)
-BACKOFF_BASE_SECONDS = 2.0
-BACKOFF_CAP_SECONDS = 60.0
 CALL_RATE_WAIT_SECONDS = 60.0  # code 117: "resubmit the request under the limit after waiting 60 seconds"
 REPORT_FORMAT = "Csv"
 
@@ -351,7 +347,7 @@ class MicrosoftAdsConnector:
         pulled = [a for a in accounts if a not in failed]
         failures = [failed[a] for a in accounts if a in failed]
         if not pulled:
-            raise _all_failed(self.name, failures)
+            raise all_failed(self.name, failures)
         metrics = self._metrics(frames, set(pulled))
         changes = self._changes(frames, set(pulled), since, end)
         log.info("%s: pulled %d of %d accounts, %s to %s: %d campaign-days, %d changes by users of %s",
@@ -400,7 +396,7 @@ class MicrosoftAdsConnector:
                     raise SourceError(self.name, f"listing the manager's accounts failed{tries}: {failure.reason}",
                                       account_id=None if failure.fatal else customer,
                                       request_id=failure.tracking_id) from None
-                self._sleep(failure.delay if failure.delay is not None else _backoff(attempt))
+                self._sleep(failure.delay if failure.delay is not None else backoff(attempt))
                 attempt += 1
         infos = _items(answer, "AccountInfo")
         return [str(info.Id) for info in infos if str(getattr(info, "AccountLifeCycleStatus", "")) in PULLED_ACCOUNT_STATUSES]
@@ -442,7 +438,7 @@ class MicrosoftAdsConnector:
                 if failure.fatal:
                     raise SourceError(self.name, f"{what} failed: {failure.reason}", request_id=failure.tracking_id)
                 if failure.retry and attempt < self.source.max_attempts:
-                    delay = failure.delay if failure.delay is not None else _backoff(attempt)
+                    delay = failure.delay if failure.delay is not None else backoff(attempt)
                     log.warning("%s: %s of %s failed (%s, tracking id %s); retrying in %.1f s (attempt %d of %d)",
                                 self.name, what, _accounts_text(job.accounts), failure.reason,
                                 failure.tracking_id or "none", delay, attempt + 1, self.source.max_attempts)
@@ -554,15 +550,9 @@ class MicrosoftAdsConnector:
         return changes[in_range].sort_values(["account_id", "changed_at"], kind="stable", ignore_index=True)
 
     def _ownership(self, changes: pd.DataFrame) -> pd.DataFrame:
-        inference = self.source.ownership_inference
-        if not inference.enabled or changes.empty:
-            return empty_ownership()
-        undeclared = changes[~changes["account_id"].isin(list(self.declared_accounts))]
-        periods = infer_ownership(undeclared, self.domains, inference.min_changes)
-        for period in periods.itertuples(index=False):
-            log.info("%s: account %s: managed by %s from %s (inferred from change history)",
-                     self.name, period.account_id, period.party, period.start.date())
-        return periods
+        return inferred_ownership(
+            self.name, changes, self.source.ownership_inference, self.domains, self.declared_accounts, log
+        )
 
     # -- errors
 
@@ -950,15 +940,3 @@ def _domains(users: Iterable[str]) -> list[str]:
 
 def _accounts_text(accounts: Sequence[str]) -> str:
     return f"account {accounts[0]}" if len(accounts) == 1 else f"{len(accounts)} accounts"
-
-
-def _all_failed(source: str, failures: Sequence[SourceError]) -> SourceError:
-    if len(failures) == 1:
-        return failures[0]
-    listed = "\n".join(f"  {f}" for f in failures)
-    return SourceError(source, f"all {len(failures)} accounts failed:\n{listed}")
-
-
-def _backoff(attempt: int) -> float:
-    """Full jitter: a uniform wait up to BASE * 2^(attempt - 1) seconds, capped."""
-    return random.uniform(0.0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))

@@ -32,8 +32,9 @@ from google.protobuf import field_mask_pb2
 
 from anomaly.config import GoogleAdsSourceConfig
 from anomaly.errors import SourceError
+from anomaly.ownership import infer_ownership
 from connectors import google_ads
-from connectors.google_ads import DailyQuotaExhausted, GoogleAdsConnector, infer_ownership, load_client
+from connectors.google_ads import DailyQuotaExhausted, GoogleAdsConnector, load_client
 
 MANAGER = "9990001111"
 A1, A2, A3 = "1234567890", "2345678901", "3456789012"
