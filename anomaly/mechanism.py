@@ -101,15 +101,21 @@ def diagnose(family: str, spend, clicks, leads, baseline_cpl: float, baseline_cp
     return Diagnosis(max(parts, key=parts.get), parts)
 
 
+def stopped(spend, leads, baseline_cpl: float):
+    """Whether a day's (or each day's) leads all but stopped: at most ``STOPPED_SHARE`` of what its
+    spend should have bought at the baseline cost per lead."""
+    return leads <= STOPPED_SHARE * (spend / baseline_cpl)
+
+
 def _leads_stopped(spend: np.ndarray, clicks: np.ndarray, leads: np.ndarray, baseline_cpl: float, baseline_cpc: float | None) -> bool:
     """The latest days' leads at most ``STOPPED_SHARE`` of what their spend should have bought,
     with at least ``STOPPED_MIN_EXPECTED`` due, while their clicks held."""
     due = spend / baseline_cpl
-    stopped = leads <= STOPPED_SHARE * due
-    run = len(stopped) - (int(np.nonzero(~stopped)[0][-1]) + 1 if (~stopped).any() else 0)  # the trailing run of stopped days
+    stopped_days = stopped(spend, leads, baseline_cpl)
+    run = len(stopped_days) - (int(np.nonzero(~stopped_days)[0][-1]) + 1 if (~stopped_days).any() else 0)  # the trailing run
     if run == 0:
         return False
-    days = slice(len(stopped) - run, None)
+    days = slice(len(stopped_days) - run, None)
     if due[days].sum() < STOPPED_MIN_EXPECTED or clicks[days].sum() <= 0:
         return False
     return baseline_cpc is None or clicks[days].sum() >= CLICKS_HELD_SHARE * spend[days].sum() / baseline_cpc

@@ -7,7 +7,7 @@ import datetime as dt
 
 from anomaly.alerts.change_words import describe
 from anomaly.config import Config
-from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, STOPPED_SHARE, TRACKING, VOLUME, change_explains
+from anomaly.mechanism import CONVERSION_RATE, COST_PER_CLICK, SPEND, TRACKING, VOLUME, change_explains, stopped
 from anomaly.platforms import payload_platform, platform_label
 
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "AUD": "A$", "CAD": "C$", "NZD": "NZ$"}
@@ -238,7 +238,7 @@ def stopped_since(payload: dict) -> dt.date | None:
         return None
     first = None
     for day, spend, leads, _ in reversed(payload.get("series") or ()):
-        if spend <= 0 or leads > STOPPED_SHARE * spend / base:
+        if spend <= 0 or not stopped(spend, leads, base):
             break
         first = dt.date.fromisoformat(str(day)[:10])
     return first
